@@ -1,0 +1,315 @@
+"""`moviedb`: argument parsing and rendering only; every command's work is in commands.py."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from moviedb import commands, render
+from moviedb.commands import CommandError
+from moviedb.errors import ConfigError, InvalidAddress, InvalidMovie
+from moviedb.model import ExtraValue, parse_field_value
+from moviedb.session import Session
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# The command list shown by `help` and at the start of the shell, in this order.
+COMMANDS: dict[str, str] = {
+    "get": "show every server's copy of a movie, grouped where they agree",
+    "add": "add a movie to every server that lacks it",
+    "edit": "change fields of a movie and write it to every server",
+    "all": "list the union of every server's movies and whether they agree",
+    "serverlist": "list the servers with up/down, latency, name and movie count",
+    "addserver": "add a server (HOST:PORT) to the server list",
+    "deleteserver": "remove a server (HOST:PORT) from the server list",
+    "help": "list the commands, or show one command's options",
+}
+
+
+def _session() -> Session:
+    session = click.get_current_context().find_object(Session)
+    assert session is not None
+    return session
+
+
+def _finish(code: int) -> None:
+    if code:
+        click.get_current_context().exit(code)
+
+
+def command_body(func: F) -> F:
+    """Turn the errors a user can cause into a message and an exit code (never a traceback)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        session = _session()
+        if kwargs.pop("json_flag", False):
+            session.json_output = True
+        try:
+            return func(*args, **kwargs)
+        except CommandError as exc:
+            _fail(session, str(exc), exc.exit_code)
+        except (InvalidMovie, InvalidAddress, ConfigError) as exc:
+            _fail(session, str(exc), commands.USAGE)
+        return None
+
+    return json_option(wrapper)  # type: ignore[return-value]
+
+
+def json_option(func: F) -> F:
+    return click.option(
+        "--json", "json_flag", is_flag=True, help="Print one JSON document for scripts."
+    )(func)
+
+
+def _fail(session: Session, message: str, code: int) -> None:
+    if session.json_output:
+        render.print_json({"error": {"message": message}, "exit_code": code})
+    else:
+        render.print_error(session.console, message)
+    click.get_current_context().exit(code)
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, ExtraValue | list[str] | None]:
+    changes: dict[str, ExtraValue | list[str] | None] = {}
+    for item in values:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise CommandError(
+                f"--set {item!r}: expected FIELD=VALUE, e.g. --set director='Ridley Scott'"
+            )
+        field, value = parse_field_value(name, text)
+        changes[field] = value
+    return changes
+
+
+@click.group(
+    invoke_without_command=True,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(dir_okay=False),
+    help="Server list file (TOML). Default: $MOVIEDB_CONFIG, else the user config dir.",
+)
+@click.option("--servers", help="Use these servers for this command: HOST:PORT,HOST:PORT,...")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0.01),
+    help="Seconds to wait for each server (default 2, or `timeout` in the config).",
+)
+@click.option("--json", "json_output", is_flag=True, help="Print one JSON document for scripts.")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    config_file: str | None,
+    servers: str | None,
+    timeout: float | None,
+    json_output: bool,
+) -> None:
+    """moviedb: ask every movie server at once, see where they agree, write to all of them.
+
+    Without a command, opens the interactive shell.
+    """
+    if ctx.find_object(Session) is None:
+        session = Session(
+            config_file=config_file, servers=servers, timeout=timeout, json_output=json_output
+        )
+        ctx.obj = session
+        ctx.call_on_close(session.close)
+    elif json_output:  # `--json get ...` typed in the shell
+        _session().json_output = True
+    if ctx.invoked_subcommand is None:
+        from moviedb.shell import run_shell
+
+        ctx.exit(run_shell(_session(), cli))
+
+
+@cli.command()
+@click.argument("title")
+@click.option("--year", type=int, help="Only the movie of this year (remakes share a title).")
+@command_body
+def get(title: str, year: int | None) -> None:
+    """Show every server's copy of TITLE: grouped where they agree, field by field where not."""
+    session = _session()
+    outcome = session.run(commands.get(session.cluster(), title, year))
+    session.remember_titles([v.title for v in outcome.movies])
+    if session.json_output:
+        render.print_json(render.get_json(outcome))
+    else:
+        render.render_get(session.console, outcome)
+    _finish(outcome.exit_code)
+
+
+@cli.command()
+@click.argument("title")
+@click.option("--year", type=int, help="Release year (part of the movie's identity).")
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE", help="A field to set.")
+@click.option("--yes", is_flag=True, help="Overwrite a different existing record.")
+@command_body
+def add(title: str, year: int | None, sets: tuple[str, ...], yes: bool) -> None:
+    """Add TITLE to every server that lacks it.
+
+    Fields: director, cast (comma-separated), genres (comma-separated), runtime_min, rating
+    (0-10), plot; any other FIELD is kept as an extra field. Where a server already has the
+    movie with different information, the difference is shown and nothing is overwritten
+    unless --yes is given.
+    """
+    session = _session()
+    movie = commands.movie_from_args(title, year, _parse_sets(sets))
+    outcome = session.run(commands.add(session.cluster(), movie, yes=yes))
+    _show_write(session, outcome)
+
+
+@cli.command()
+@click.argument("title")
+@click.option("--year", type=int, help="Which movie, when several share the title.")
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE", help="A field to set.")
+@click.option("--unset", multiple=True, metavar="FIELD", help="A field to remove.")
+@command_body
+def edit(title: str, year: int | None, sets: tuple[str, ...], unset: tuple[str, ...]) -> None:
+    """Change fields of TITLE on its newest copy and write it to every server.
+
+    Servers that hold the movie are updated, servers that lack it get it, so the reachable
+    servers end up identical.
+    """
+    session = _session()
+    outcome = session.run(
+        commands.edit(session.cluster(), title, year, _parse_sets(sets), list(unset))
+    )
+    _show_write(session, outcome)
+
+
+def _show_write(session: Session, outcome: commands.WriteOutcome) -> None:
+    if outcome.copy is not None:
+        session.remember_titles([outcome.copy.movie.title])
+    if session.json_output:
+        render.print_json(render.write_json(outcome))
+    else:
+        render.render_write(session.console, outcome)
+    _finish(outcome.exit_code)
+
+
+@cli.command(name="all")
+@click.option("--limit", type=click.IntRange(min=1), help="Stop after N movies.")
+@command_body
+def all_movies(limit: int | None) -> None:
+    """List the union of every server's movies, with the servers holding each and whether
+    they agree. Streams page by page: memory stays constant however large the catalogs."""
+    session = _session()
+    cluster = session.cluster()
+    scan = commands.CatalogScan()
+
+    async def stream() -> None:
+        first = True
+        if session.json_output:
+            sys.stdout.write('{"movies": [')
+        async for row in commands.catalog(cluster, scan, limit=limit):
+            session.remember_titles([row.title])
+            if session.json_output:
+                sys.stdout.write(
+                    ("\n  " if first else ",\n  ")
+                    + json.dumps(render.catalog_row_json(row), ensure_ascii=False)
+                )
+                first = False
+            else:
+                render.render_catalog_row(session.console, row)
+
+    session.run(stream())
+    answered = len(cluster.servers) - len(scan.unreachable)
+    code = commands.NO_SERVER if answered == 0 else commands.OK
+    if session.json_output:
+        tail = {
+            "count": scan.rows,
+            "unreachable": [{"server": str(s), "error": e} for s, e in scan.unreachable.items()],
+            "exit_code": code,
+        }
+        sys.stdout.write("\n], " + json.dumps(tail, ensure_ascii=False)[1:] + "\n")
+        sys.stdout.flush()
+    else:
+        render.render_catalog_end(session.console, scan, limit)
+    _finish(code)
+
+
+@cli.command()
+@command_body
+def serverlist() -> None:
+    """List every server with up/down, latency, name and movie count."""
+    session = _session()
+    outcome = session.run(commands.serverlist(session.cluster()))
+    if session.json_output:
+        render.print_json(render.serverlist_json(outcome))
+    else:
+        render.render_serverlist(session.console, outcome)
+    _finish(outcome.exit_code)
+
+
+@cli.command()
+@click.argument("address", metavar="HOST:PORT")
+@command_body
+def addserver(address: str) -> None:
+    """Add the server at HOST:PORT to the server list (and say whether it answers)."""
+    session = _session()
+    change = session.run(commands.addserver(session.config, address, timeout=session.timeout))
+    session.servers_changed()
+    _show_config_change(session, change)
+
+
+@cli.command()
+@click.argument("address", metavar="HOST:PORT")
+@command_body
+def deleteserver(address: str) -> None:
+    """Remove the server at HOST:PORT from the server list."""
+    session = _session()
+    change = commands.deleteserver(session.config, address)
+    session.servers_changed()
+    _show_config_change(session, change)
+
+
+def _show_config_change(session: Session, change: commands.ConfigChange) -> None:
+    if session.json_output:
+        render.print_json(render.config_change_json(change))
+    else:
+        render.render_config_change(session.console, change)
+
+
+@cli.command(name="help")
+@click.argument("command", required=False)
+@click.pass_context
+def help_command(ctx: click.Context, command: str | None) -> None:
+    """List the commands, or show the options of COMMAND."""
+    if command is None:
+        click.echo(command_list())
+        return
+    sub = cli.get_command(ctx, command)
+    if sub is None:
+        raise click.UsageError(f"no command {command!r}; commands: {', '.join(COMMANDS)}")
+    with click.Context(sub, info_name=command, parent=ctx.parent) as sub_ctx:
+        click.echo(sub.get_help(sub_ctx))
+
+
+@cli.command()
+def shell() -> None:
+    """Open the interactive shell (the same commands, with completion and history)."""
+    from moviedb.shell import run_shell
+
+    click.get_current_context().exit(run_shell(_session(), cli))
+
+
+def command_list() -> str:
+    width = max(map(len, COMMANDS))
+    lines = [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS.items()]
+    return "Commands:\n" + "\n".join(lines)
+
+
+def main() -> None:
+    cli(prog_name="moviedb")
+
+
+__all__ = ["COMMANDS", "cli", "command_list", "main"]

@@ -1,0 +1,35 @@
+"""Server addresses: `HOST:PORT`, with IPv6 hosts in brackets (`[::1]:7001`)."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from moviedb.errors import InvalidAddress
+
+
+class Address(NamedTuple):
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """Parse HOST:PORT or raise InvalidAddress naming what is accepted."""
+    raw = text.strip()
+    accepted = "accepted: HOST:PORT such as 127.0.0.1:7001, localhost:7001 or [::1]:7001"
+    if raw.startswith("["):
+        host, sep, rest = raw[1:].partition("]")
+        if not sep or not rest.startswith(":"):
+            raise InvalidAddress(f"{text!r} is not a server address; {accepted}")
+        port_text = rest[1:]
+    else:
+        host, sep, port_text = raw.rpartition(":")
+        if not sep or ":" in host:
+            raise InvalidAddress(f"{text!r} is not a server address; {accepted}")
+    if not host or any(c.isspace() for c in host):
+        raise InvalidAddress(f"{text!r} has no host; {accepted}")
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise InvalidAddress(f"{text!r} has no valid port (1-65535); {accepted}")
+    return Address(host, int(port_text))

@@ -1,0 +1,221 @@
+"""Many servers at once: every operation runs on all of them concurrently, each with its own
+deadline, and returns one result per server. A slow or dead server never delays the others."""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import TypeVar
+
+from moviedb import protocol
+from moviedb.client.address import Address, parse_address
+from moviedb.client.connection import Connection, NotSent
+from moviedb.errors import ServerUnavailable
+from moviedb.versions import Copy
+
+DEFAULT_TIMEOUT = 2.0
+T = TypeVar("T")
+
+
+class ReadStatus(enum.Enum):
+    FOUND = "found"
+    MISSING = "missing"
+    UNREACHABLE = "unreachable"
+    TIMEOUT = "timeout"
+    ERROR = "error"
+
+
+class WriteStatus(enum.Enum):
+    APPLIED = "applied"
+    UNCHANGED = "unchanged"  # the server already held this very revision
+    STALE = "stale"  # the server holds a newer revision; nothing written
+    CONFLICT = "conflict"  # the server holds a concurrent revision; nothing written
+    UNKNOWN = "unknown"  # sent, but no answer: it may or may not have been applied
+    UNREACHABLE = "unreachable"  # never sent
+    ERROR = "error"  # the server refused the request; nothing written
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    server: Address
+    status: ReadStatus
+    copies: list[Copy] = field(default_factory=list)
+    error: str | None = None
+    latency: float | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.status in (ReadStatus.FOUND, ReadStatus.MISSING)
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    server: Address
+    status: WriteStatus
+    current: Copy | None = None  # the server's copy when it refused (stale, conflict)
+    error: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        """The server now holds the written revision."""
+        return self.status in (WriteStatus.APPLIED, WriteStatus.UNCHANGED)
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    server: Address
+    up: bool
+    name: str | None = None
+    server_id: str | None = None
+    movies: int | None = None
+    latency: float | None = None
+    error: str | None = None
+
+
+class _Failure(Exception):
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "unreachable" (never sent), "timeout", "lost" (no reply), "error"
+        self.message = message
+
+
+class Cluster:
+    """`async with Cluster(["127.0.0.1:7001", ...]) as c: results = await c.get("Alien")`."""
+
+    def __init__(
+        self, servers: Iterable[str | Address], *, timeout: float = DEFAULT_TIMEOUT
+    ) -> None:
+        self.servers = [s if isinstance(s, Address) else parse_address(s) for s in servers]
+        self.timeout = timeout
+        self._connections = {address: Connection(address) for address in self.servers}
+
+    async def __aenter__(self) -> Cluster:
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self._connections.values()))
+
+    # --- one server, one request ----------------------------------------------------------------
+
+    async def _call(
+        self, address: Address, request: protocol.AnyRequest, kind: type[T]
+    ) -> tuple[T, float]:
+        """The decoded result and the latency, or _Failure saying what went wrong."""
+        connection = self._connections[address]
+        started = time.perf_counter()
+        sent = False
+        try:
+            async with asyncio.timeout(self.timeout):
+                await connection.connect()
+                sent = True
+                reply = await connection.request(request)
+        except TimeoutError:
+            raise _Failure(
+                "timeout" if sent else "unreachable",
+                f"no answer within {self.timeout:g} s" if sent else "connect timed out",
+            ) from None
+        except NotSent as exc:
+            raise _Failure("unreachable", str(exc)) from None
+        except ServerUnavailable as exc:
+            raise _Failure("lost", str(exc)) from None
+        latency = time.perf_counter() - started
+        if not reply.ok:
+            error = reply.error
+            message = f"{error.code}: {error.message}" if error else "error without detail"
+            raise _Failure("error", message)
+        return protocol.decode_result(reply.result, kind), latency
+
+    async def _each(
+        self, servers: Sequence[Address], call: Callable[[Address], Awaitable[T]]
+    ) -> list[T]:
+        # Each call turns its own failure into a result, so one server never cancels another.
+        return list(await asyncio.gather(*(call(address) for address in servers)))
+
+    # --- operations -----------------------------------------------------------------------------
+
+    async def hello(self) -> list[ServerInfo]:
+        async def one(address: Address) -> ServerInfo:
+            try:
+                info, latency = await self._call(
+                    address, protocol.Hello(client="moviedb"), protocol.HelloResult
+                )
+            except _Failure as exc:
+                return ServerInfo(address, up=False, error=exc.message)
+            return ServerInfo(address, True, info.name, info.server_id, info.movies, latency)
+
+        return await self._each(self.servers, one)
+
+    async def get(self, title: str, year: int | None = None) -> list[ReadResult]:
+        async def one(address: Address) -> ReadResult:
+            try:
+                found, latency = await self._call(
+                    address, protocol.Get(title=title, year=year), protocol.GetResult
+                )
+            except _Failure as exc:
+                status = {
+                    "unreachable": ReadStatus.UNREACHABLE,
+                    "lost": ReadStatus.UNREACHABLE,
+                    "timeout": ReadStatus.TIMEOUT,
+                }.get(exc.kind, ReadStatus.ERROR)
+                return ReadResult(address, status, error=exc.message)
+            status = ReadStatus.FOUND if found.copies else ReadStatus.MISSING
+            return ReadResult(address, status, found.copies, latency=latency)
+
+        return await self._each(self.servers, one)
+
+    async def put(self, writes: Mapping[Address, Copy]) -> list[WriteResult]:
+        """Write a copy to each named server concurrently; one result per server."""
+
+        async def one(address: Address) -> WriteResult:
+            try:
+                result, _ = await self._call(
+                    address, protocol.Put(copy=writes[address]), protocol.PutResult
+                )
+            except _Failure as exc:
+                status = {
+                    "unreachable": WriteStatus.UNREACHABLE,
+                    "timeout": WriteStatus.UNKNOWN,
+                    "lost": WriteStatus.UNKNOWN,
+                }.get(exc.kind, WriteStatus.ERROR)
+                return WriteResult(address, status, error=exc.message)
+            status = {
+                "applied": WriteStatus.APPLIED,
+                "same": WriteStatus.UNCHANGED,
+                "stale": WriteStatus.STALE,
+                "conflict": WriteStatus.CONFLICT,
+            }.get(result.status, WriteStatus.ERROR)
+            return WriteResult(address, status, current=result.current)
+
+        return await self._each(list(writes), one)
+
+    async def list_page(
+        self, address: Address, after: str | None, limit: int = 500
+    ) -> protocol.ListResult:
+        """One page of one server's catalog; raises ServerUnavailable when it cannot be had."""
+        try:
+            page, _ = await self._call(
+                address, protocol.ListPage(after=after, limit=limit), protocol.ListResult
+            )
+        except _Failure as exc:
+            raise ServerUnavailable(f"{address}: {exc.message}") from None
+        return page
+
+    async def scan(self, address: Address, page_size: int = 500) -> AsyncIterator[Copy]:
+        """Every copy one server stores (tombstones included), in key order, page by page."""
+        after: str | None = None
+        while True:
+            page = await self.list_page(address, after, page_size)
+            for copy in page.copies:
+                yield copy
+            if page.next is None:
+                return
+            after = page.next

@@ -1,0 +1,90 @@
+"""The client's server list (the successor of the original design's serverdb.p), as TOML.
+
+Found at `--config PATH`, else `$MOVIEDB_CONFIG`, else the platform's user config directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import tomli_w
+
+from moviedb.client.address import Address, parse_address
+from moviedb.errors import ConfigError, InvalidAddress
+
+
+def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    from_env = os.environ.get("MOVIEDB_CONFIG")
+    if from_env:
+        return Path(from_env)
+    return platformdirs.user_config_path("moviedb") / "config.toml"
+
+
+def state_dir() -> Path:
+    """Where the client keeps its history (and, later, queued writes)."""
+    from_env = os.environ.get("MOVIEDB_STATE_DIR")
+    return Path(from_env) if from_env else platformdirs.user_state_path("moviedb")
+
+
+@dataclass
+class Config:
+    path: Path
+    servers: list[Address] = field(default_factory=list)
+    timeout: float | None = None
+
+    def add_server(self, address: Address) -> bool:
+        """Add to the list; False when it was there already."""
+        if address in self.servers:
+            return False
+        self.servers.append(address)
+        return True
+
+    def remove_server(self, address: Address) -> bool:
+        if address not in self.servers:
+            return False
+        self.servers.remove(address)
+        return True
+
+
+def load(path: Path) -> Config:
+    """Read the config; a missing file is an empty server list."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return Config(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    servers: list[Address] = []
+    for i, entry in enumerate(data.get("servers", [])):
+        address = entry.get("address") if isinstance(entry, dict) else None
+        if not isinstance(address, str):
+            raise ConfigError(f'{path}: servers[{i}] needs address = "HOST:PORT"')
+        try:
+            servers.append(parse_address(address))
+        except InvalidAddress as exc:
+            raise ConfigError(f"{path}: servers[{i}]: {exc}") from None
+    timeout = data.get("timeout")
+    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+        raise ConfigError(f"{path}: timeout must be a positive number of seconds")
+    return Config(path, list(dict.fromkeys(servers)), None if timeout is None else float(timeout))
+
+
+def save(config: Config) -> None:
+    """Write the config atomically (a crash leaves the old file or the new one, never half)."""
+    data: dict[str, Any] = {}
+    if config.timeout is not None:
+        data["timeout"] = config.timeout
+    data["servers"] = [{"address": str(a)} for a in config.servers]
+    config.path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = config.path.with_name(config.path.name + ".tmp")
+    tmp.write_text("# moviedb client configuration\n" + tomli_w.dumps(data), encoding="utf-8")
+    os.replace(tmp, config.path)

@@ -1,0 +1,134 @@
+"""One persistent, pipelined connection to one server; its one seam is `request()`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+from collections import deque
+
+from moviedb import protocol
+from moviedb.client.address import Address
+from moviedb.errors import ServerUnavailable
+from moviedb.protocol import LineFramer, LineTooLong, RawReply
+
+
+class State(enum.Enum):
+    NEW = "new"
+    OPEN = "open"
+    CLOSED = "closed"  # by us, by the server, or after a failure; the next request reconnects
+
+
+class NotSent(ServerUnavailable):
+    """The request never left this process: the server did not accept a connection."""
+
+
+class ReplyLost(ServerUnavailable):
+    """The request was sent but no reply came back; it may or may not have been applied."""
+
+
+class Connection:
+    """Requests go out in order; replies are matched to them in the same order."""
+
+    def __init__(self, address: Address, *, max_line: int = protocol.DEFAULT_MAX_LINE) -> None:
+        self.address = address
+        self.state = State.NEW
+        self._max_line = max_line
+        self._writer: asyncio.StreamWriter | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._waiting: deque[asyncio.Future[RawReply]] = deque()
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.address} {self.state.value} waiting={len(self._waiting)}>"
+
+    async def connect(self) -> None:
+        if self.state is State.OPEN:
+            return
+        try:
+            reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
+        except OSError as exc:
+            raise NotSent(f"{self.address}: cannot connect ({exc.strerror or exc})") from None
+        self._writer = writer
+        self.state = State.OPEN
+        self._reader_task = asyncio.create_task(self._read_replies(reader))
+
+    async def request(self, request: protocol.AnyRequest) -> RawReply:
+        """Send one request and wait for its reply (cancel-safe: a cancel closes the connection).
+
+        A connection that sat idle may have been closed by the server without our noticing;
+        such a request is sent once more on a new connection. Every request is idempotent
+        (reads, and writes of a revision), so the repeat is safe.
+        """
+        reused = self.state is State.OPEN
+        try:
+            return await self._request_once(request)
+        except ReplyLost:
+            if not reused:
+                raise
+        return await self._request_once(request)
+
+    async def _request_once(self, request: protocol.AnyRequest) -> RawReply:
+        await self.connect()
+        assert self._writer is not None
+        future: asyncio.Future[RawReply] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        try:
+            self._writer.write(protocol.encode_request(request))
+            await self._writer.drain()
+            return await future
+        except asyncio.CancelledError:
+            # The reply may still arrive and would be matched to the next request: start afresh.
+            self.close()
+            raise
+        except OSError as exc:
+            self.close()
+            raise ReplyLost(f"{self.address}: connection failed ({exc})") from None
+
+    async def _read_replies(self, reader: asyncio.StreamReader) -> None:
+        framer = LineFramer(self._max_line)
+        reason = "the server closed the connection"
+        try:
+            while True:
+                data = await reader.read(1 << 16)
+                if not data:
+                    break
+                for line in framer.feed(data):
+                    reply = protocol.decode_reply(line)
+                    if not self._waiting:
+                        # An unsolicited error (the server refused this connection): keep it.
+                        if reply.error is not None:
+                            reason = f"{reply.error.code}: {reply.error.message}"
+                        continue
+                    waiter = self._waiting.popleft()
+                    if not waiter.done():
+                        waiter.set_result(reply)
+        except (OSError, LineTooLong, ValueError) as exc:
+            reason = f"bad reply stream: {exc}"
+        finally:
+            self._fail_waiting(reason)
+            self._drop_writer()
+
+    def _fail_waiting(self, reason: str) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_exception(ReplyLost(f"{self.address}: {reason}"))
+
+    def _drop_writer(self) -> None:
+        self.state = State.CLOSED
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def close(self) -> None:
+        if self._reader_task is not None and not self._reader_task.done():
+            self._reader_task.cancel()
+        self._fail_waiting("the connection was closed")
+        self._drop_writer()
+
+    async def aclose(self) -> None:
+        task = self._reader_task
+        self.close()
+        if task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task

@@ -1,0 +1,117 @@
+"""Per-server copies -> one view per movie: who agrees, which fields differ, which copy is newest.
+
+Pure: fed with read results, returns values; interfaces only render them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from moviedb.client.address import Address
+from moviedb.client.cluster import ReadResult
+from moviedb.model import KNOWN_FIELDS, field_values
+from moviedb.versions import Copy, newest
+
+
+@dataclass(frozen=True)
+class Group:
+    """Servers holding the very same revision."""
+
+    copy: Copy
+    servers: list[Address]
+
+
+@dataclass(frozen=True)
+class FieldDiff:
+    field: str
+    values: list[tuple[Any, list[Address]]]  # each distinct value (None = unset) and its holders
+
+
+@dataclass(frozen=True)
+class MovieView:
+    key: str
+    groups: list[Group]  # most servers first
+    missing: list[Address]  # answered, but hold no copy of this movie
+    differences: list[FieldDiff] = field(default_factory=list)
+
+    @property
+    def title(self) -> str:
+        return self.groups[0].copy.movie.title
+
+    @property
+    def year(self) -> int | None:
+        return self.groups[0].copy.movie.year
+
+    @property
+    def newest(self) -> Copy | None:
+        """The copy every other copy is an ancestor of; None when some are concurrent."""
+        return newest([g.copy for g in self.groups])
+
+    @property
+    def state(self) -> str:
+        """`agree` (one revision everywhere it is held), `stale` (older copies of the newest)
+        or `conflict` (concurrent revisions)."""
+        if len(self.groups) == 1:
+            return "agree"
+        return "stale" if self.newest is not None else "conflict"
+
+    @property
+    def agree(self) -> bool:
+        return len(self.groups) == 1 and not self.missing
+
+    @property
+    def live(self) -> bool:
+        """Some server holds it undeleted."""
+        return any(not g.copy.deleted for g in self.groups)
+
+
+def _values(copy: Copy) -> dict[str, Any]:
+    return {"deleted": True} if copy.deleted else field_values(copy.movie)
+
+
+def field_differences(groups: Sequence[Group]) -> list[FieldDiff]:
+    """Fields whose values differ between groups, standard fields first."""
+    if len(groups) < 2:
+        return []
+    values = [_values(g.copy) for g in groups]
+    names: list[str] = []
+    for v in values:
+        names.extend(n for n in v if n not in names)
+    order = {name: i for i, name in enumerate(("deleted", *KNOWN_FIELDS))}
+    names.sort(key=lambda n: (order.get(n, len(order)), n))
+    diffs: list[FieldDiff] = []
+    for name in names:
+        distinct: list[tuple[Any, list[Address]]] = []
+        for group, v in zip(groups, values, strict=True):
+            value = v.get(name)
+            for seen, holders in distinct:
+                if seen == value:
+                    holders.extend(group.servers)
+                    break
+            else:
+                distinct.append((value, list(group.servers)))
+        if len(distinct) > 1:
+            diffs.append(FieldDiff(name, distinct))
+    return diffs
+
+
+def reconcile(results: Iterable[ReadResult]) -> list[MovieView]:
+    """One view per movie key found on any server, in key order."""
+    answered = [r for r in results if r.answered]
+    by_key: dict[str, dict[str, Group]] = {}
+    for result in answered:
+        for copy in result.copies:
+            groups = by_key.setdefault(copy.key, {})
+            if copy.rev in groups:
+                groups[copy.rev].servers.append(result.server)
+            else:
+                groups[copy.rev] = Group(copy, [result.server])
+    views: list[MovieView] = []
+    for key in sorted(by_key):
+        ordered = sorted(by_key[key].values(), key=lambda g: (-len(g.servers), g.copy.rev))
+        holders = {s for g in ordered for s in g.servers}
+        missing = [r.server for r in answered if r.server not in holders]
+        views.append(MovieView(key, ordered, missing, field_differences(ordered)))
+    return views

@@ -1,0 +1,216 @@
+"""The movie record, its validation, and title identity (pure: no I/O)."""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from typing import Any, Final
+
+import msgspec
+
+from moviedb.errors import InvalidMovie
+
+MAX_TITLE_CHARS: Final = 500
+MAX_TEXT_CHARS: Final = 20_000
+MAX_LIST_ITEMS: Final = 500
+MAX_EXTRA_FIELDS: Final = 100
+MIN_YEAR: Final = 1870
+MAX_YEAR: Final = 2200
+
+ExtraValue = str | int | float | bool
+
+
+class Movie(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """One movie. `title` plus `year` identify it; everything else is information about it."""
+
+    title: str
+    year: int | None = None
+    director: str | None = None
+    cast: list[str] = msgspec.field(default_factory=list)
+    genres: list[str] = msgspec.field(default_factory=list)
+    runtime_min: int | None = None
+    rating: float | None = None
+    plot: str | None = None
+    extra: dict[str, ExtraValue] = msgspec.field(default_factory=dict)
+
+
+KNOWN_FIELDS: Final = (
+    "title",
+    "year",
+    "director",
+    "cast",
+    "genres",
+    "runtime_min",
+    "rating",
+    "plot",
+)
+LIST_FIELDS: Final = frozenset({"cast", "genres"})
+
+# Apostrophes and full stops vanish inside words ("Charlie's" -> "charlies", "L.A." -> "la");
+# every other punctuation mark separates words ("Spider-Man" -> "spider man").
+_JOINING_PUNCTUATION: Final = frozenset("'’‘`´.·")
+
+
+def fold_title(title: str) -> str:
+    """The form used to look a title up: accents, case and punctuation do not matter.
+
+    NFKD, casefold, NFKD again (casefolding can produce decomposable characters), combining
+    marks dropped, punctuation dropped, whitespace collapsed. A title that is nothing but
+    punctuation folds to its casefolded, whitespace-collapsed self so that it stays findable.
+    """
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", title).casefold())
+    out: list[str] = []
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category == "Mn":
+            continue
+        if category[0] == "P" or category in ("Zs", "Cc", "Zl", "Zp"):
+            out.append("" if ch in _JOINING_PUNCTUATION else " ")
+        else:
+            out.append(ch)
+    folded = " ".join("".join(out).split())
+    if folded:
+        return folded
+    return " ".join(title.casefold().split())
+
+
+def movie_key(title: str, year: int | None) -> str:
+    """The identity of a movie: folded title and year. Remakes differ by year."""
+    return f"{fold_title(title)}\x1f{'' if year is None else year}"
+
+
+def key_of(movie: Movie) -> str:
+    return movie_key(movie.title, movie.year)
+
+
+def _text(field: str, value: object, limit: int) -> str:
+    if not isinstance(value, str):
+        raise InvalidMovie(field, f"must be text, got {type(value).__name__}")
+    if len(value) > limit:
+        raise InvalidMovie(field, f"is {len(value)} characters long; at most {limit} are accepted")
+    if "\x00" in value:
+        raise InvalidMovie(field, "must not contain a NUL character")
+    return value
+
+
+def validate(movie: Movie) -> Movie:
+    """Check every field and return a normalised copy, or raise InvalidMovie naming the field."""
+    title = _text("title", movie.title, MAX_TITLE_CHARS).strip()
+    if not title:
+        raise InvalidMovie("title", "must not be empty")
+    year = movie.year
+    if year is not None and (isinstance(year, bool) or not MIN_YEAR <= year <= MAX_YEAR):
+        raise InvalidMovie("year", f"{year!r} is not a year; accepted: {MIN_YEAR} to {MAX_YEAR}")
+    runtime = movie.runtime_min
+    if runtime is not None and (isinstance(runtime, bool) or not 1 <= runtime <= 100_000):
+        raise InvalidMovie("runtime_min", f"{runtime!r} is not accepted; a whole number of minutes")
+    rating = movie.rating
+    if rating is not None:
+        if isinstance(rating, bool) or not math.isfinite(rating) or not 0 <= rating <= 10:
+            raise InvalidMovie("rating", f"{rating!r} is out of range; accepted: 0 to 10")
+        rating = float(rating)
+    director = None if movie.director is None else _text("director", movie.director, 1000).strip()
+    plot = None if movie.plot is None else _text("plot", movie.plot, MAX_TEXT_CHARS)
+    lists: dict[str, list[str]] = {}
+    for field in LIST_FIELDS:
+        items = getattr(movie, field)
+        if len(items) > MAX_LIST_ITEMS:
+            raise InvalidMovie(field, f"has {len(items)} entries; at most {MAX_LIST_ITEMS}")
+        cleaned = [_text(field, item, 1000).strip() for item in items]
+        lists[field] = [item for item in cleaned if item]
+    if len(movie.extra) > MAX_EXTRA_FIELDS:
+        raise InvalidMovie("extra", f"has {len(movie.extra)} fields; at most {MAX_EXTRA_FIELDS}")
+    for name, value in movie.extra.items():
+        _check_extra(name, value)
+    return Movie(
+        title=title,
+        year=year,
+        director=director or None,
+        cast=lists["cast"],
+        genres=lists["genres"],
+        runtime_min=runtime,
+        rating=rating,
+        plot=plot or None,
+        extra=dict(sorted(movie.extra.items())),
+    )
+
+
+def _check_extra(name: str, value: object) -> None:
+    if not name or len(name) > 100 or name in KNOWN_FIELDS or name == "extra":
+        raise InvalidMovie(
+            f"extra field {name!r}", "names must be 1-100 characters and not a standard field"
+        )
+    if isinstance(value, str):
+        _text(name, value, MAX_TEXT_CHARS)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise InvalidMovie(name, "must be a finite number")
+
+
+def canonical_bytes(movie: Movie) -> bytes:
+    """A byte string that is equal for equal records (sorted keys, defaults omitted)."""
+    return msgspec.json.encode(movie, order="sorted")
+
+
+def field_values(movie: Movie) -> dict[str, Any]:
+    """Every field with a value, standard fields first, extras flattened after them."""
+    values: dict[str, Any] = {}
+    for field in KNOWN_FIELDS:
+        value = getattr(movie, field)
+        if value is not None and value != []:
+            values[field] = value
+    values.update(movie.extra)
+    return values
+
+
+# --- changing a record from FIELD=VALUE text (what `add --set` and `edit --set` accept) ----------
+
+_INT_FIELDS: Final = {"year", "runtime_min"}
+
+
+def parse_field_value(field: str, text: str) -> tuple[str, ExtraValue | list[str] | None]:
+    """Turn the text of `--set FIELD=VALUE` into a typed value, or raise InvalidMovie."""
+    name = field.strip()
+    if not name:
+        raise InvalidMovie("--set", "needs FIELD=VALUE with a field name before '='")
+    if name in _INT_FIELDS:
+        try:
+            return name, int(text.strip())
+        except ValueError:
+            raise InvalidMovie(name, f"{text!r} is not a whole number") from None
+    if name == "rating":
+        try:
+            return name, float(text.strip())
+        except ValueError:
+            raise InvalidMovie(name, f"{text!r} is not a number; accepted: 0 to 10") from None
+    if name in LIST_FIELDS:
+        return name, [item.strip() for item in text.split(",") if item.strip()]
+    return name, text
+
+
+def with_changes(
+    movie: Movie, changes: dict[str, ExtraValue | list[str] | None], unset: list[str]
+) -> Movie:
+    """A validated copy of `movie` with fields set and unset (unknown names become extras)."""
+    values = msgspec.structs.asdict(movie)
+    extra = dict(movie.extra)
+    for name in unset:
+        if name == "title":
+            raise InvalidMovie("title", "cannot be unset; every movie has a title")
+        if name in KNOWN_FIELDS:
+            values[name] = [] if name in LIST_FIELDS else None
+        elif name in extra:
+            del extra[name]
+        else:
+            raise InvalidMovie(name, "is not set on this movie, so it cannot be unset")
+    for name, value in changes.items():
+        if name in KNOWN_FIELDS:
+            values[name] = value
+        else:
+            if isinstance(value, list):
+                value = ", ".join(value)
+            if value is None:
+                extra.pop(name, None)
+            else:
+                extra[name] = value
+    values["extra"] = extra
+    return validate(Movie(**values))

@@ -1,0 +1,219 @@
+"""The wire protocol: newline-delimited JSON requests and replies, and line framing (pure: no I/O).
+
+One request object per line, one reply per line, replies in request order. Every error reply has
+the same shape: `{"id": ..., "ok": false, "error": {"code": ..., "message": ...}}`.
+See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final, TypeVar
+
+import msgspec
+
+from moviedb.versions import Copy
+
+PROTOCOL_VERSION: Final = 1
+DEFAULT_MAX_LINE: Final = 1 << 20  # 1 MiB
+MAX_PAGE: Final = 1000
+
+RequestId = int | str | None
+T = TypeVar("T")
+
+# Stable error codes (documented in docs/protocol.md).
+BAD_JSON: Final = "bad_json"
+BAD_REQUEST: Final = "bad_request"
+UNKNOWN_OP: Final = "unknown_op"
+LINE_TOO_LONG: Final = "line_too_long"
+INVALID_MOVIE: Final = "invalid_movie"
+TOO_MANY_CONNECTIONS: Final = "too_many_connections"
+SHUTTING_DOWN: Final = "shutting_down"
+STORAGE_ERROR: Final = "storage_error"
+INTERNAL: Final = "internal"
+ERROR_CODES: Final = (
+    BAD_JSON,
+    BAD_REQUEST,
+    UNKNOWN_OP,
+    LINE_TOO_LONG,
+    INVALID_MOVIE,
+    TOO_MANY_CONNECTIONS,
+    SHUTTING_DOWN,
+    STORAGE_ERROR,
+    INTERNAL,
+)
+
+
+# --- requests ---------------------------------------------------------------------------------
+
+
+class Request(msgspec.Struct, tag_field="op", forbid_unknown_fields=True, kw_only=True):
+    id: RequestId = None
+
+
+class Hello(Request, tag="hello"):
+    client: str | None = None
+
+
+class Get(Request, tag="get"):
+    title: str
+    year: int | None = None
+
+
+class Put(Request, tag="put"):
+    copy: Copy
+
+
+class ListPage(Request, tag="list"):
+    after: str | None = None
+    limit: int = 500
+
+
+AnyRequest = Hello | Get | Put | ListPage
+OPS: Final = tuple(sorted(str(t.__struct_config__.tag) for t in (Hello, Get, Put, ListPage)))
+
+
+# --- results (the `result` member of a successful reply) -----------------------------------------
+
+
+class HelloResult(msgspec.Struct):
+    protocol: int
+    name: str
+    server_id: str
+    movies: int
+    software: str
+
+
+class GetResult(msgspec.Struct):
+    copies: list[Copy]
+
+
+class PutResult(msgspec.Struct, omit_defaults=True):
+    status: str  # a versions.Decision value: applied, same, stale, conflict
+    current: Copy | None = None  # the stored copy, returned with stale and conflict
+
+
+class ListResult(msgspec.Struct):
+    copies: list[Copy]
+    next: str | None  # pass as `after` for the next page; null on the last page
+
+
+class ErrorBody(msgspec.Struct):
+    code: str
+    message: str
+
+
+class Reply(msgspec.Struct, omit_defaults=True):
+    ok: bool
+    id: RequestId = None
+    result: Any = None
+    error: ErrorBody | None = None
+
+
+class RawReply(msgspec.Struct):
+    """A reply whose result is left undecoded until the caller knows its type."""
+
+    ok: bool
+    id: RequestId = None
+    result: msgspec.Raw = msgspec.Raw(b"null")
+    error: ErrorBody | None = None
+
+
+class RequestError(Exception):
+    """A peer's request that cannot be served; carries the code, message and the echoed id."""
+
+    def __init__(self, code: str, message: str, request_id: RequestId = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+_request_decoder: Final = msgspec.json.Decoder(AnyRequest)
+_id_decoder: Final = msgspec.json.Decoder(dict[str, Any])
+_encoder: Final = msgspec.json.Encoder()
+_raw_reply_decoder: Final = msgspec.json.Decoder(RawReply)
+
+
+def _salvage_id(line: bytes) -> RequestId:
+    try:
+        value = _id_decoder.decode(line).get("id")
+    except (msgspec.DecodeError, AttributeError):
+        return None
+    return value if isinstance(value, int | str) and not isinstance(value, bool) else None
+
+
+def decode_request(line: bytes) -> AnyRequest:
+    """Parse one line into a request, or raise RequestError saying what was wrong."""
+    try:
+        request: AnyRequest = _request_decoder.decode(line)
+    except msgspec.ValidationError as exc:
+        request_id = _salvage_id(line)
+        text = str(exc)
+        if text.endswith("`$.op`") and text.startswith("Invalid value"):
+            op = _id_decoder.decode(line).get("op")
+            raise RequestError(
+                UNKNOWN_OP, f"unknown op {op!r}; accepted: {', '.join(OPS)}", request_id
+            ) from None
+        if "missing required field `op`" in text:
+            text = f"every request needs an op; accepted: {', '.join(OPS)}"
+        raise RequestError(BAD_REQUEST, text, request_id) from None
+    except msgspec.DecodeError as exc:
+        raise RequestError(BAD_JSON, f"not a JSON object on one UTF-8 line: {exc}") from None
+    return request
+
+
+def encode_request(request: AnyRequest) -> bytes:
+    return _encoder.encode(request) + b"\n"
+
+
+def encode_ok(request_id: RequestId, result: object) -> bytes:
+    return _encoder.encode(Reply(ok=True, id=request_id, result=result)) + b"\n"
+
+
+def encode_error(request_id: RequestId, code: str, message: str) -> bytes:
+    return _encoder.encode(Reply(ok=False, id=request_id, error=ErrorBody(code, message))) + b"\n"
+
+
+def decode_reply(line: bytes) -> RawReply:
+    return _raw_reply_decoder.decode(line)
+
+
+def decode_result(raw: msgspec.Raw, kind: type[T]) -> T:
+    return msgspec.json.decode(raw, type=kind)
+
+
+# --- framing ------------------------------------------------------------------------------------
+
+
+class LineTooLong(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"line longer than {limit} bytes; the limit is {limit} bytes")
+        self.limit = limit
+
+
+class LineFramer:
+    """Splits a byte stream into lines and enforces the line limit; fed by whoever owns I/O."""
+
+    __slots__ = ("_buffer", "_limit")
+
+    def __init__(self, limit: int = DEFAULT_MAX_LINE) -> None:
+        self._buffer = bytearray()
+        self._limit = limit
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Complete lines (without their newline) from what has arrived so far."""
+        self._buffer += data
+        if b"\n" not in data:
+            if len(self._buffer) > self._limit:
+                raise LineTooLong(self._limit)
+            return []
+        *lines, rest = self._buffer.split(b"\n")
+        self._buffer = bytearray(rest)
+        if len(rest) > self._limit or any(len(line) > self._limit for line in lines):
+            raise LineTooLong(self._limit)
+        return [bytes(line.rstrip(b"\r")) for line in lines if line.strip()]
+
+    @property
+    def pending(self) -> int:
+        """Bytes of an unfinished line; at end of stream these are a truncated request."""
+        return len(self._buffer)

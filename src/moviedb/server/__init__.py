@@ -1,0 +1,1 @@
+"""The server: asyncio Protocol over one SQLite file per server."""

@@ -1,0 +1,136 @@
+"""Request handling, apart from the asyncio glue: a table `request type -> handler`.
+
+A handler returns the encoded reply line, or an awaitable of it for writes (which wait for
+their commit). Peer mistakes raise RequestError; anything else is a bug, reported as `internal`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any, Final
+
+import msgspec
+
+from moviedb import protocol
+from moviedb.errors import InvalidMovie
+from moviedb.model import key_of, validate
+from moviedb.protocol import Get, Hello, ListPage, Put, RequestError
+from moviedb.server.storage import Applied, StorageError, Store
+from moviedb.server.writer import GroupCommitter
+from moviedb.versions import HISTORY_LIMIT, Copy
+
+_REV: Final = re.compile(r"[1-9][0-9]{0,9}-[0-9a-f]{16}")
+
+try:
+    SOFTWARE = f"moviedb {version('moviedb')}"
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    SOFTWARE = "moviedb (source)"
+
+
+class RawCopies(msgspec.Struct):
+    copies: list[msgspec.Raw]
+
+
+class RawPage(msgspec.Struct):
+    copies: list[msgspec.Raw]
+    next: str | None
+
+
+@dataclass
+class ServerState:
+    """What the handlers need: the read connection, the writer, and who this server is."""
+
+    name: str
+    store: Store
+    committer: GroupCommitter
+    server_id: str
+    counters: dict[str, int] = field(default_factory=dict)
+
+
+Reply = bytes | Awaitable[bytes]
+
+
+def handle_hello(state: ServerState, request: Hello) -> Reply:
+    result = protocol.HelloResult(
+        protocol=protocol.PROTOCOL_VERSION,
+        name=state.name,
+        server_id=state.server_id,
+        movies=state.committer.live_count,
+        software=SOFTWARE,
+    )
+    return protocol.encode_ok(request.id, result)
+
+
+def handle_get(state: ServerState, request: Get) -> Reply:
+    if not request.title.strip():
+        raise RequestError(protocol.BAD_REQUEST, "title must not be empty", request.id)
+    docs = state.store.get_raw(request.title, request.year)
+    return protocol.encode_ok(request.id, RawCopies([msgspec.Raw(d) for d in docs]))
+
+
+def handle_list(state: ServerState, request: ListPage) -> Reply:
+    if not 1 <= request.limit <= protocol.MAX_PAGE:
+        raise RequestError(
+            protocol.BAD_REQUEST, f"limit must be 1 to {protocol.MAX_PAGE}", request.id
+        )
+    docs, next_key = state.store.list_raw(request.after, request.limit)
+    return protocol.encode_ok(request.id, RawPage([msgspec.Raw(d) for d in docs], next_key))
+
+
+def check_copy(copy: Copy) -> None:
+    """Refuse a copy whose record is invalid or whose version fields are malformed."""
+    try:
+        movie = validate(copy.movie)
+    except InvalidMovie as exc:
+        raise RequestError(protocol.INVALID_MOVIE, str(exc)) from None
+    if movie != copy.movie:
+        raise RequestError(
+            protocol.INVALID_MOVIE,
+            "the record is not in normal form (untrimmed text, empty list items or unsorted "
+            "extra fields); send what model.validate returns",
+        )
+    if copy.key != key_of(movie):
+        raise RequestError(
+            protocol.BAD_REQUEST, f"key {copy.key!r} does not match the title and year"
+        )
+    if not _REV.fullmatch(copy.rev) or not all(_REV.fullmatch(r) for r in copy.history):
+        raise RequestError(
+            protocol.BAD_REQUEST, "rev and history entries must look like N-<16 hex>"
+        )
+    if len(copy.history) > HISTORY_LIMIT:
+        raise RequestError(protocol.BAD_REQUEST, f"history holds at most {HISTORY_LIMIT} entries")
+
+
+def handle_put(state: ServerState, request: Put) -> Reply:
+    try:
+        check_copy(request.copy)
+    except RequestError as exc:
+        exc.request_id = request.id
+        raise
+    return _put(state, request)
+
+
+async def _put(state: ServerState, request: Put) -> bytes:
+    try:
+        outcome: Applied = await state.committer.submit(request.copy)
+    except StorageError as exc:
+        return protocol.encode_error(request.id, protocol.STORAGE_ERROR, str(exc))
+    result = protocol.PutResult(status=outcome.decision.value, current=outcome.current)
+    return protocol.encode_ok(request.id, result)
+
+
+HANDLERS: Final[dict[type[Any], Callable[[ServerState, Any], Reply]]] = {
+    Hello: handle_hello,
+    Get: handle_get,
+    ListPage: handle_list,
+    Put: handle_put,
+}
+
+
+def dispatch(state: ServerState, request: protocol.AnyRequest) -> Reply:
+    op = type(request).__struct_config__.tag
+    state.counters[str(op)] = state.counters.get(str(op), 0) + 1
+    return HANDLERS[type(request)](state, request)

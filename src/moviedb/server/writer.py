@@ -1,0 +1,83 @@
+"""Group commit: one writer thread commits every pending write in one transaction.
+
+The event loop never waits on an fsync; each write is acknowledged only after the commit that
+holds it has returned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import threading
+from typing import Final
+
+from moviedb.server.storage import Applied, Store
+from moviedb.versions import Copy
+
+MAX_BATCH: Final = 1000
+
+_Pending = tuple[Copy, "asyncio.Future[Applied]"]
+
+
+class GroupCommitter:
+    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop, live_count: int) -> None:
+        self._store = store
+        self._loop = loop
+        self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="moviedb-writer", daemon=True)
+        self.live_count = live_count
+        self.commits = 0
+        self.writes = 0
+        self._thread.start()
+
+    def submit(self, copy: Copy) -> asyncio.Future[Applied]:
+        future: asyncio.Future[Applied] = self._loop.create_future()
+        self._queue.put((copy, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._commit(batch)
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        try:
+            outcomes, delta = self._store.apply([copy for copy, _ in batch])
+        except Exception as exc:  # every waiting write must hear about it
+            self._loop.call_soon_threadsafe(_fail_all, batch, exc)
+            return
+        self._loop.call_soon_threadsafe(self._deliver, batch, outcomes, delta)
+
+    def _deliver(self, batch: list[_Pending], outcomes: list[Applied], delta: int) -> None:
+        self.live_count += delta
+        self.commits += 1
+        self.writes += len(batch)
+        for (_, future), outcome in zip(batch, outcomes, strict=True):
+            if not future.done():
+                future.set_result(outcome)
+
+    def close(self) -> None:
+        """Commit what is queued, then stop the thread (blocking: call from a worker thread)."""
+        self._queue.put(None)
+        self._thread.join()
+
+
+def _fail_all(batch: list[_Pending], exc: Exception) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)

@@ -1,0 +1,97 @@
+"""What one CLI invocation or one shell session holds: config, the cluster, the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from rich.console import Console
+
+from moviedb.client.address import Address, parse_address
+from moviedb.client.cluster import DEFAULT_TIMEOUT, Cluster
+from moviedb.client.config import Config, config_path, load
+from moviedb.commands import USAGE, CommandError
+
+T = TypeVar("T")
+MAX_KNOWN_TITLES = 20_000
+
+
+def _new_runner() -> asyncio.Runner:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        return asyncio.Runner()
+    return asyncio.Runner(loop_factory=uvloop.new_event_loop)
+
+
+class Session:
+    """Keeps one Cluster (persistent connections) and one event loop across commands."""
+
+    def __init__(
+        self,
+        *,
+        config_file: str | None = None,
+        servers: str | None = None,
+        timeout: float | None = None,
+        json_output: bool = False,
+        console: Console | None = None,
+    ) -> None:
+        self.config_path: Path = config_path(config_file)
+        self.servers_override = servers
+        self.timeout_override = timeout
+        self.json_output = json_output
+        self.console = console or Console(highlight=False)
+        self.known_titles: set[str] = set()
+        self._config: Config | None = None
+        self._cluster: Cluster | None = None
+        self._runner = _new_runner()
+
+    def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        return self._runner.run(coroutine)
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load(self.config_path)
+        return self._config
+
+    @property
+    def timeout(self) -> float:
+        if self.timeout_override is not None:
+            return self.timeout_override
+        return self.config.timeout or DEFAULT_TIMEOUT
+
+    def server_list(self) -> list[Address]:
+        if self.servers_override:
+            return [parse_address(s) for s in self.servers_override.split(",") if s.strip()]
+        return list(self.config.servers)
+
+    def cluster(self) -> Cluster:
+        if self._cluster is None:
+            servers = self.server_list()
+            if not servers:
+                raise CommandError(
+                    f"no servers configured in {self.config_path}; add one with "
+                    "`moviedb addserver HOST:PORT` or pass --servers HOST:PORT,...",
+                    USAGE,
+                )
+            self._cluster = Cluster(servers, timeout=self.timeout)
+        return self._cluster
+
+    def servers_changed(self) -> None:
+        """The server list was edited: the next command connects to the new list."""
+        if self._cluster is not None:
+            self.run(self._cluster.aclose())
+            self._cluster = None
+
+    def remember_titles(self, titles: list[str]) -> None:
+        if len(self.known_titles) < MAX_KNOWN_TITLES:
+            self.known_titles.update(titles)
+
+    def close(self) -> None:
+        if self._cluster is not None:
+            self.run(self._cluster.aclose())
+            self._cluster = None
+        self._runner.close()
