@@ -302,9 +302,10 @@ def shell() -> None:
     click.get_current_context().exit(run_shell(_session(), cli))
 
 
-def command_list() -> str:
-    width = max(map(len, COMMANDS))
-    lines = [f"  {name.ljust(width)}  {text}" for name, text in COMMANDS.items()]
+def command_list(extra: dict[str, str] | None = None) -> str:
+    entries = {**COMMANDS, **(extra or {})}
+    width = max(map(len, entries))
+    lines = [f"  {name.ljust(width)}  {text}" for name, text in entries.items()]
     return "Commands:\n" + "\n".join(lines)
 
 
@@ -313,3 +314,7 @@ def main() -> None:
 
 
 __all__ = ["COMMANDS", "cli", "command_list", "main"]
+
+
+if __name__ == "__main__":
+    main()

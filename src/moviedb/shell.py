@@ -94,7 +94,7 @@ def run_shell(session: Session, group: click.Group) -> int:
 
     console = session.console
     console.print("[bold]moviedb shell[/] — every command goes to every server at once.")
-    console.print(command_list() + "\n  quit" + " " * 11 + "leave the shell", highlight=False)
+    console.print(command_list({"quit": "leave the shell"}), highlight=False)
     _prefetch_titles(session)
     prompt: PromptSession[str] = PromptSession(
         history=_history(), completer=ShellCompleter(group, session), complete_while_typing=False

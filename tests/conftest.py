@@ -1,0 +1,152 @@
+"""Fixtures that run real servers: subprocesses on free loopback ports, or in-process ones."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from moviedb.server.app import MoviedbServer
+
+LISTENING = re.compile(rb"listening on (\S+):(\d+)")
+
+
+class ServerProcess:
+    """A `moviedb-server` subprocess; stopped only through its own PID."""
+
+    def __init__(self, db: Path, name: str, ports: str = "0", *extra: str) -> None:
+        self.db = db
+        self.name = name
+        self.extra = extra
+        self.log = db.with_suffix(".log")
+        self.port = 0
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._spawn(ports)
+
+    def _spawn(self, ports: str) -> None:
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "moviedb.server",
+                    "--ports",
+                    ports,
+                    "--db",
+                    str(self.db),
+                    "--name",
+                    self.name,
+                    *self.extra,
+                ],
+                stdout=subprocess.PIPE,
+                stderr=log,
+            )
+
+    def wait_listening(self) -> ServerProcess:
+        assert self.proc is not None
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # the server's readiness signal
+        match = LISTENING.search(line)
+        assert match, f"server {self.name} did not start: {line!r}; log: {self.log.read_text()}"
+        self.port = int(match.group(2))
+        return self
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, signum: int) -> None:
+        assert self.proc is not None
+        os.kill(self.proc.pid, signum)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to flush or close anything."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.signal(signal.SIGTERM)
+        code = self.proc.wait(timeout=20)
+        self._close_pipe()
+        return code
+
+    def restart(self) -> ServerProcess:
+        """Start again on the same database and, if it is free, the same port."""
+        self.kill()
+        self._close_pipe()
+        self._spawn(f"{self.port},0")
+        return self.wait_listening()
+
+    def _close_pipe(self) -> None:
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def cleanup(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.signal(signal.SIGCONT)  # a stopped process cannot act on SIGKILL's exit
+            self.kill()
+        self._close_pipe()
+
+
+StartServers = Callable[..., list[ServerProcess]]
+
+
+@pytest.fixture
+def start_servers(tmp_path: Path) -> Iterator[StartServers]:
+    """`start_servers(3)` -> three servers on their own databases, started in parallel."""
+    started: list[ServerProcess] = []
+
+    def start(count: int = 1, *extra: str, prefix: str = "s") -> list[ServerProcess]:
+        batch = [
+            ServerProcess(
+                tmp_path / f"{prefix}{len(started) + i}.sqlite3",
+                f"{prefix}{len(started) + i}",
+                "0",
+                *extra,
+            )
+            for i in range(count)
+        ]
+        started.extend(batch)
+        return [server.wait_listening() for server in batch]
+
+    yield start
+    for server in started:
+        server.cleanup()
+
+
+@pytest.fixture
+def three_servers(start_servers: StartServers) -> list[ServerProcess]:
+    return start_servers(3)
+
+
+@pytest.fixture
+def client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private client config and state directory; returns the config path."""
+    config = tmp_path / "client" / "config.toml"
+    monkeypatch.setenv("MOVIEDB_CONFIG", str(config))
+    monkeypatch.setenv("MOVIEDB_STATE_DIR", str(tmp_path / "client" / "state"))
+    return config
+
+
+@pytest.fixture
+async def inproc_server(tmp_path: Path) -> AsyncIterator[MoviedbServer]:
+    """A server running on the test's own event loop, on a free port."""
+    server = MoviedbServer(tmp_path / "inproc.sqlite3", name="inproc")
+    await server.start("127.0.0.1", [0])
+    yield server
+    await server.stop()
