@@ -47,7 +47,11 @@ async def serve(server: MoviedbServer, host: str, ports: list[int]) -> int:
     await stop.wait()
     click.echo(f"moviedb-server {server.state.name}: stopping")
     await server.stop()
-    click.echo(f"moviedb-server {server.state.name}: stopped")
+    committer = server.state.committer
+    click.echo(
+        f"moviedb-server {server.state.name}: stopped after {committer.writes} writes "
+        f"in {committer.commits} transactions"
+    )
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks: `python -m benchmarks NAME [options]`; figures go to docs/benchmarks.md."""

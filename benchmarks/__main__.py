@@ -1,0 +1,18 @@
+"""Entry point: `python -m benchmarks writes --runs 5`."""
+
+from __future__ import annotations
+
+import click
+
+from benchmarks.writes import writes
+
+
+@click.group()
+def main() -> None:
+    """moviedb benchmarks (each loop bounded in count and time; loopback only)."""
+
+
+main.add_command(writes)
+
+if __name__ == "__main__":
+    main()

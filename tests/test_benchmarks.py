@@ -1,0 +1,14 @@
+"""Each benchmark runs at a tiny size, so that the benchmarks cannot rot (no timing asserted)."""
+
+from __future__ import annotations
+
+from click.testing import CliRunner
+
+from benchmarks.__main__ import main
+
+
+def test_writes_benchmark_runs() -> None:
+    result = CliRunner().invoke(main, ["writes", "--runs", "1", "--count", "40", "--writers", "4"])
+    assert result.exit_code == 0, result.output
+    assert "group commit, 4 writers, writes/s" in result.output
+    assert "ratio (group / single)" in result.output
