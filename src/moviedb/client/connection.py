@@ -7,6 +7,8 @@ import contextlib
 import enum
 from collections import deque
 
+import msgspec
+
 from moviedb import protocol
 from moviedb.client.address import Address
 from moviedb.errors import ServerUnavailable
@@ -102,7 +104,7 @@ class Connection:
                     waiter = self._waiting.popleft()
                     if not waiter.done():
                         waiter.set_result(reply)
-        except (OSError, LineTooLong, ValueError) as exc:
+        except (OSError, LineTooLong, msgspec.DecodeError) as exc:
             reason = f"bad reply stream: {exc}"
         finally:
             self._fail_waiting(reason)
