@@ -242,7 +242,10 @@ def all_movies(limit: int | None) -> None:
 def serverlist() -> None:
     """List every server with up/down, latency, name and movie count."""
     session = _session()
-    outcome = session.run(commands.serverlist(session.cluster()))
+    if session.server_list():
+        outcome = session.run(commands.serverlist(session.cluster()))
+    else:  # an empty list is an answer, not an error: the text output says how to add one
+        outcome = commands.ServerListOutcome([])
     if session.json_output:
         render.print_json(render.serverlist_json(outcome))
     else:

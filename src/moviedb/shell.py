@@ -11,6 +11,7 @@ from prompt_toolkit import PromptSession
 from prompt_toolkit.completion import CompleteEvent, Completer, Completion
 from prompt_toolkit.document import Document
 from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.shortcuts import CompleteStyle
 
 from moviedb import commands
 from moviedb.client.config import state_dir
@@ -97,7 +98,10 @@ def run_shell(session: Session, group: click.Group) -> int:
     console.print(command_list({"quit": "leave the shell"}), highlight=False)
     _prefetch_titles(session)
     prompt: PromptSession[str] = PromptSession(
-        history=_history(), completer=ShellCompleter(group, session), complete_while_typing=False
+        history=_history(),
+        completer=ShellCompleter(group, session),
+        complete_while_typing=False,
+        complete_style=CompleteStyle.READLINE_LIKE,  # Tab inserts a single match, lists many
     )
     while True:
         try:

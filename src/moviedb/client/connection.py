@@ -39,6 +39,7 @@ class Connection:
         self._writer: asyncio.StreamWriter | None = None
         self._reader_task: asyncio.Task[None] | None = None
         self._waiting: deque[asyncio.Future[RawReply]] = deque()
+        self._connecting = asyncio.Lock()  # concurrent first requests share one connection
 
     def __repr__(self) -> str:
         return f"<Connection {self.address} {self.state.value} waiting={len(self._waiting)}>"
@@ -46,13 +47,16 @@ class Connection:
     async def connect(self) -> None:
         if self.state is State.OPEN:
             return
-        try:
-            reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
-        except OSError as exc:
-            raise NotSent(f"{self.address}: cannot connect ({exc.strerror or exc})") from None
-        self._writer = writer
-        self.state = State.OPEN
-        self._reader_task = asyncio.create_task(self._read_replies(reader))
+        async with self._connecting:
+            if self.state is State.OPEN:  # another request connected while we waited
+                return
+            try:
+                reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
+            except OSError as exc:
+                raise NotSent(f"{self.address}: cannot connect ({exc.strerror or exc})") from None
+            self._writer = writer
+            self.state = State.OPEN
+            self._reader_task = asyncio.create_task(self._read_replies(reader))
 
     async def request(self, request: protocol.AnyRequest) -> RawReply:
         """Send one request and wait for its reply (cancel-safe: a cancel closes the connection).
