@@ -44,11 +44,15 @@ class Connection:
     def __repr__(self) -> str:
         return f"<Connection {self.address} {self.state.value} waiting={len(self._waiting)}>"
 
+    @property
+    def is_open(self) -> bool:
+        return self.state is State.OPEN
+
     async def connect(self) -> None:
-        if self.state is State.OPEN:
+        if self.is_open:
             return
         async with self._connecting:
-            if self.state is State.OPEN:  # another request connected while we waited
+            if self.is_open:  # another request connected while we waited
                 return
             try:
                 reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
