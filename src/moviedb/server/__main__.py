@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -34,6 +35,12 @@ async def serve(server: MoviedbServer, host: str, ports: list[int]) -> int:
     except NoFreePort as exc:
         click.echo(f"moviedb-server: {exc}", err=True)
         return 2
+    except sqlite3.Error as exc:
+        click.echo(f"moviedb-server: cannot open the database {server.db_path}: {exc}", err=True)
+        return 1
+    except OSError as exc:
+        click.echo(f"moviedb-server: cannot listen on {host}: {exc.strerror or exc}", err=True)
+        return 1
     shown_host = f"[{host}]" if ":" in host else host
     click.echo(
         f"moviedb-server {server.state.name} listening on {shown_host}:{port} "
