@@ -49,6 +49,9 @@ LIST_FIELDS: Final = frozenset({"cast", "genres"})
 # Apostrophes and full stops vanish inside words ("Charlie's" -> "charlies", "L.A." -> "la");
 # every other punctuation mark separates words ("Spider-Man" -> "spider man").
 _JOINING_PUNCTUATION: Final = frozenset("'’‘`´.·")
+# Dropped before normalising: NFKD would turn "´" into a space and a combining accent, and "`"
+# and "´" are symbols (Sk), not punctuation, so the loop below would otherwise keep "`".
+_DROP_JOINING: Final = str.maketrans(dict.fromkeys(_JOINING_PUNCTUATION))
 
 
 def fold_title(title: str) -> str:
@@ -58,14 +61,15 @@ def fold_title(title: str) -> str:
     marks dropped, punctuation dropped, whitespace collapsed. A title that is nothing but
     punctuation folds to its casefolded, whitespace-collapsed self so that it stays findable.
     """
-    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", title).casefold())
+    joined = title.translate(_DROP_JOINING)
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", joined).casefold())
     out: list[str] = []
     for ch in text:
         category = unicodedata.category(ch)
-        if category == "Mn":
+        if category == "Mn" or ch in _JOINING_PUNCTUATION:
             continue
         if category[0] == "P" or category in ("Zs", "Cc", "Zl", "Zp"):
-            out.append("" if ch in _JOINING_PUNCTUATION else " ")
+            out.append(" ")
         else:
             out.append(ch)
     folded = " ".join("".join(out).split())
@@ -98,15 +102,19 @@ def validate(movie: Movie) -> Movie:
     title = _text("title", movie.title, MAX_TITLE_CHARS).strip()
     if not title:
         raise InvalidMovie("title", "must not be empty")
+    # A Movie built in Python (not decoded) carries whatever types it was given: check them, so
+    # that a wrong type is an InvalidMovie naming the field rather than a TypeError.
     year = movie.year
-    if year is not None and (isinstance(year, bool) or not MIN_YEAR <= year <= MAX_YEAR):
+    if year is not None and (not _is_whole(year) or not MIN_YEAR <= year <= MAX_YEAR):
         raise InvalidMovie("year", f"{year!r} is not a year; accepted: {MIN_YEAR} to {MAX_YEAR}")
     runtime = movie.runtime_min
-    if runtime is not None and (isinstance(runtime, bool) or not 1 <= runtime <= 100_000):
+    if runtime is not None and (not _is_whole(runtime) or not 1 <= runtime <= 100_000):
         raise InvalidMovie("runtime_min", f"{runtime!r} is not accepted; a whole number of minutes")
     rating = movie.rating
     if rating is not None:
-        if isinstance(rating, bool) or not math.isfinite(rating) or not 0 <= rating <= 10:
+        if not isinstance(rating, int | float) or isinstance(rating, bool):
+            raise InvalidMovie("rating", f"{rating!r} is not a number; accepted: 0 to 10")
+        if not math.isfinite(rating) or not 0 <= rating <= 10:
             raise InvalidMovie("rating", f"{rating!r} is out of range; accepted: 0 to 10")
         rating = float(rating)
     director = None if movie.director is None else _text("director", movie.director, 1000).strip()
@@ -114,10 +122,16 @@ def validate(movie: Movie) -> Movie:
     lists: dict[str, list[str]] = {}
     for field in LIST_FIELDS:
         items = getattr(movie, field)
+        if not isinstance(items, list):
+            raise InvalidMovie(field, f"must be a list of text, got {type(items).__name__}")
         if len(items) > MAX_LIST_ITEMS:
             raise InvalidMovie(field, f"has {len(items)} entries; at most {MAX_LIST_ITEMS}")
         cleaned = [_text(field, item, 1000).strip() for item in items]
         lists[field] = [item for item in cleaned if item]
+    if not isinstance(movie.extra, dict):
+        raise InvalidMovie(
+            "extra", f"must map field names to values, got {type(movie.extra).__name__}"
+        )
     if len(movie.extra) > MAX_EXTRA_FIELDS:
         raise InvalidMovie("extra", f"has {len(movie.extra)} fields; at most {MAX_EXTRA_FIELDS}")
     for name, value in movie.extra.items():
@@ -135,8 +149,18 @@ def validate(movie: Movie) -> Movie:
     )
 
 
-def _check_extra(name: str, value: object) -> None:
-    if not name or len(name) > 100 or name in KNOWN_FIELDS or name == "extra":
+def _is_whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_extra(name: object, value: object) -> None:
+    if (
+        not isinstance(name, str)
+        or not name
+        or len(name) > 100
+        or name in KNOWN_FIELDS
+        or name == "extra"
+    ):
         raise InvalidMovie(
             f"extra field {name!r}", "names must be 1-100 characters and not a standard field"
         )
@@ -144,6 +168,10 @@ def _check_extra(name: str, value: object) -> None:
         _text(name, value, MAX_TEXT_CHARS)
     elif isinstance(value, float) and not math.isfinite(value):
         raise InvalidMovie(name, "must be a finite number")
+    elif not isinstance(value, int | float):  # bool is an int
+        raise InvalidMovie(
+            name, f"must be text, a number, true or false; got {type(value).__name__}"
+        )
 
 
 def canonical_bytes(movie: Movie) -> bytes:

@@ -134,32 +134,54 @@ _encoder: Final = msgspec.json.Encoder()
 _raw_reply_decoder: Final = msgspec.json.Decoder(RawReply)
 
 
-def _salvage_id(line: bytes) -> RequestId:
-    try:
-        value = _id_decoder.decode(line).get("id")
-    except (msgspec.DecodeError, AttributeError):
-        return None
+def _usable_id(value: object) -> RequestId:
     return value if isinstance(value, int | str) and not isinstance(value, bool) else None
 
 
 def decode_request(line: bytes) -> AnyRequest:
     """Parse one line into a request, or raise RequestError saying what was wrong."""
+    # msgspec reports invalid UTF-8 inside a string and deep nesting with these exceptions, not
+    # as a DecodeError; both are the peer's mistake, so they become `bad_json` here.
+    try:
+        return _decode_request(line)
+    except UnicodeDecodeError as exc:
+        message = f"not a JSON object on one UTF-8 line: invalid UTF-8 ({exc.reason})"
+        raise RequestError(BAD_JSON, message) from None
+    except RecursionError:
+        message = "not a JSON object on one UTF-8 line: nested too deeply"
+        raise RequestError(BAD_JSON, message) from None
+
+
+def _decode_request(line: bytes) -> AnyRequest:
     try:
         request: AnyRequest = _request_decoder.decode(line)
     except msgspec.ValidationError as exc:
-        request_id = _salvage_id(line)
-        text = str(exc)
-        if text.endswith("`$.op`") and text.startswith("Invalid value"):
-            op = _id_decoder.decode(line).get("op")
-            raise RequestError(
-                UNKNOWN_OP, f"unknown op {op!r}; accepted: {', '.join(OPS)}", request_id
-            ) from None
-        if "missing required field `op`" in text:
-            text = f"every request needs an op; accepted: {', '.join(OPS)}"
-        raise RequestError(BAD_REQUEST, text, request_id) from None
+        invalid = exc
     except msgspec.DecodeError as exc:
         raise RequestError(BAD_JSON, f"not a JSON object on one UTF-8 line: {exc}") from None
-    return request
+    else:
+        return request
+    # msgspec validates while it parses: the line may be malformed after the invalid member
+    # (`{"op":"zap"` stops at the op), and then it is not JSON at all.
+    try:
+        members = _id_decoder.decode(line)
+    except msgspec.ValidationError:
+        members = {}  # JSON, but not an object, or holding a number out of range
+    except msgspec.DecodeError as exc:
+        raise RequestError(BAD_JSON, f"not a JSON object on one UTF-8 line: {exc}") from None
+    request_id = _usable_id(members.get("id"))
+    text = str(invalid)
+    if text.endswith("`$.op`") and text.startswith("Invalid value"):
+        op = members.get("op")
+        shown = (
+            repr(op) if isinstance(op, str) else text[len("Invalid value ") : -len(" - at `$.op`")]
+        )
+        raise RequestError(
+            UNKNOWN_OP, f"unknown op {shown}; accepted: {', '.join(OPS)}", request_id
+        ) from None
+    if "missing required field `op`" in text:
+        text = f"every request needs an op; accepted: {', '.join(OPS)}"
+    raise RequestError(BAD_REQUEST, text, request_id) from None
 
 
 def encode_request(request: AnyRequest) -> bytes:

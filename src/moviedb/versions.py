@@ -92,13 +92,25 @@ def _tombstone_without_parent(movie: Movie, now: float) -> Copy:
     return Copy(key_of(movie), movie, _revision((), movie, True), [], True, now)
 
 
+def _newest_first(rev: str) -> tuple[int, str]:
+    return (-generation(rev), rev)
+
+
 def _merge_histories(parents: Iterable[Copy]) -> list[str]:
-    """Every revision of every parent (their own revisions included), newest generation first."""
-    seen: set[str] = set()
+    """The parents' own revisions and as many of their ancestors as fit, newest generation first.
+
+    The parents always stay, even one far behind the others: cutting the history by generation
+    alone could drop a branch from its own resolution, which would then conflict with it.
+    """
+    own: set[str] = set()
+    ancestors: set[str] = set()
     for parent in parents:
-        seen.add(parent.rev)
-        seen.update(parent.history)
-    return sorted(seen, key=lambda r: (-generation(r), r))
+        own.add(parent.rev)
+        ancestors.update(parent.history)
+    ancestors -= own
+    room = max(HISTORY_LIMIT - len(own), 0)
+    kept = own.union(sorted(ancestors, key=_newest_first)[:room])
+    return sorted(kept, key=_newest_first)
 
 
 def compare(x: Copy, y: Copy) -> Relation:
@@ -127,19 +139,15 @@ def decide(stored: Copy | None, incoming: Copy) -> Decision:
 
 def newest(copies: Sequence[Copy]) -> Copy | None:
     """The copy that is the same as or newer than every other, or None when they conflict."""
+    # Two copies that conflict with each other do not end the search: a later copy (a
+    # resolution) may supersede both. If some copy supersedes all others it wins every
+    # comparison it takes part in, so it ends up as `best`; the final check rejects the rest.
     best: Copy | None = None
     for copy in copies:
-        if best is None:
+        if best is None or compare(copy, best) is Relation.NEWER:
             best = copy
-            continue
-        relation = compare(copy, best)
-        if relation is Relation.NEWER:
-            best = copy
-        elif relation is Relation.CONFLICT:
-            return None
     if best is None:
         return None
-    # A later copy may conflict with one that an earlier winner superseded; check every one.
     if all(compare(best, c) in (Relation.SAME, Relation.NEWER) for c in copies):
         return best
     return None

@@ -98,6 +98,10 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
+        if self._eof:
+            # Past an oversized line the stream cannot be framed again: drop what follows
+            # (instead of buffering it and refusing it once more) until the replies are out.
+            return
         try:
             lines = self._framer.feed(data)
         except LineTooLong as exc:
@@ -109,13 +113,13 @@ class Connection(asyncio.Protocol):
             self._handle(line)
 
     def eof_received(self) -> bool:
-        self._eof = True
-        if self._framer.pending:
+        if not self._eof and self._framer.pending:
             self._reply(
                 protocol.encode_error(
                     None, protocol.BAD_JSON, "the stream ended in the middle of a line"
                 )
             )
+        self._eof = True
         self._close_when_flushed()
         return True  # keep the transport open until every reply is written
 
@@ -126,6 +130,30 @@ class Connection(asyncio.Protocol):
             request = protocol.decode_request(line)
         except RequestError as exc:
             self._reply(protocol.encode_error(exc.request_id, exc.code, exc.message))
+            return
+        # msgspec reports invalid UTF-8 inside a string and deep nesting with these exceptions,
+        # not as a DecodeError; escaping from data_received they would drop the connection
+        # without a reply.
+        except UnicodeDecodeError as exc:
+            message = f"not a JSON object on one UTF-8 line: invalid UTF-8 ({exc.reason})"
+            self._reply(protocol.encode_error(None, protocol.BAD_JSON, message))
+            return
+        except RecursionError:
+            message = "not a JSON object on one UTF-8 line: nested too deeply"
+            self._reply(protocol.encode_error(None, protocol.BAD_JSON, message))
+            return
+        except Exception:
+            log.exception("cannot decode a request: %.200r", line)
+            self._reply(protocol.encode_error(None, protocol.INTERNAL, "internal error; see log"))
+            return
+        if self._server.stopping:
+            # stop() waits only for the requests in flight when it began; one taken on later
+            # could commit after its connection is closed, leaving the client unanswered.
+            self._reply(
+                protocol.encode_error(
+                    request.id, protocol.SHUTTING_DOWN, "the server is shutting down; try again"
+                )
+            )
             return
         last_write = self._last_write
         if last_write is not None and not last_write.done() and not isinstance(request, Put):
