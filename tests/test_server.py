@@ -569,11 +569,6 @@ async def test_line_over_the_limit_is_refused_and_the_connection_closed(launch: 
             await client.hello()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LineFramer.feed raises on a long line before returning the complete lines that "
-    "came before it in the same read, so their requests are never answered (protocol.py)",
-)
 async def test_requests_before_a_long_line_are_still_answered(tmp_path: Path) -> None:
     server = MoviedbServer(tmp_path / "db.sqlite3", limits=Limits(max_line=1024))
     port = await server.start(HOST, [0])

@@ -208,9 +208,12 @@ def decode_result(raw: msgspec.Raw, kind: type[T]) -> T:
 
 
 class LineTooLong(Exception):
-    def __init__(self, limit: int) -> None:
+    """A line broke the limit; `before` holds the complete lines that came ahead of it."""
+
+    def __init__(self, limit: int, before: list[bytes] | None = None) -> None:
         super().__init__(f"line longer than {limit} bytes; the limit is {limit} bytes")
         self.limit = limit
+        self.before = before or []
 
 
 class LineFramer:
@@ -231,9 +234,15 @@ class LineFramer:
             return []
         *lines, rest = self._buffer.split(b"\n")
         self._buffer = bytearray(rest)
-        if len(rest) > self._limit or any(len(line) > self._limit for line in lines):
-            raise LineTooLong(self._limit)
-        return [bytes(line.rstrip(b"\r")) for line in lines if line.strip()]
+        complete: list[bytes] = []
+        for line in lines:
+            if len(line) > self._limit:
+                raise LineTooLong(self._limit, complete)
+            if line.strip():
+                complete.append(bytes(line.rstrip(b"\r")))
+        if len(rest) > self._limit:
+            raise LineTooLong(self._limit, complete)
+        return complete
 
     @property
     def pending(self) -> int:

@@ -85,6 +85,10 @@ def save(config: Config) -> None:
         data["timeout"] = config.timeout
     data["servers"] = [{"address": str(a)} for a in config.servers]
     config.path.parent.mkdir(parents=True, exist_ok=True)
+    text = "# moviedb client configuration\n" + tomli_w.dumps(data)
     tmp = config.path.with_name(config.path.name + ".tmp")
-    tmp.write_text("# moviedb client configuration\n" + tomli_w.dumps(data), encoding="utf-8")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, config.path)

@@ -12,7 +12,7 @@ from typing import Any
 from moviedb.client.address import Address
 from moviedb.client.cluster import ReadResult
 from moviedb.model import KNOWN_FIELDS, field_values
-from moviedb.versions import Copy, newest
+from moviedb.versions import Copy, generation, newest
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class FieldDiff:
 @dataclass(frozen=True)
 class MovieView:
     key: str
-    groups: list[Group]  # most servers first
+    groups: list[Group]  # newest generation first, then most servers
     missing: list[Address]  # answered, but hold no copy of this movie
     differences: list[FieldDiff] = field(default_factory=list)
 
@@ -97,6 +97,10 @@ def field_differences(groups: Sequence[Group]) -> list[FieldDiff]:
     return diffs
 
 
+def _newest_first(group: Group) -> tuple[int, int, str]:
+    return (-generation(group.copy.rev), -len(group.servers), group.copy.rev)
+
+
 def reconcile(results: Iterable[ReadResult]) -> list[MovieView]:
     """One view per movie key found on any server, in key order."""
     answered = [r for r in results if r.answered]
@@ -110,7 +114,7 @@ def reconcile(results: Iterable[ReadResult]) -> list[MovieView]:
                 groups[copy.rev] = Group(copy, [result.server])
     views: list[MovieView] = []
     for key in sorted(by_key):
-        ordered = sorted(by_key[key].values(), key=lambda g: (-len(g.servers), g.copy.rev))
+        ordered = sorted(by_key[key].values(), key=_newest_first)
         holders = {s for g in ordered for s in g.servers}
         missing = [r.server for r in answered if r.server not in holders]
         views.append(MovieView(key, ordered, missing, field_differences(ordered)))

@@ -105,6 +105,9 @@ class Connection(asyncio.Protocol):
         try:
             lines = self._framer.feed(data)
         except LineTooLong as exc:
+            # The requests that arrived whole before the long line are answered first, in order.
+            for line in exc.before:
+                self._handle(line)
             self._reply(protocol.encode_error(None, protocol.LINE_TOO_LONG, str(exc)))
             self._eof = True
             self._close_when_flushed()
