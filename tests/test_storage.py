@@ -13,9 +13,15 @@ import msgspec
 import pytest
 
 from moviedb.model import Movie, validate
-from moviedb.server.storage import Applied, StorageError, Store
+from moviedb.server.storage import Applied, Outcome, StorageError, Store, Write
 from moviedb.server.writer import GroupCommitter
 from moviedb.versions import Copy, Decision, child, first_copy
+
+
+def apply(store: Store, writes: Sequence[Write]) -> tuple[list[Outcome], int]:
+    """The outcomes and the change in live movies."""
+    outcomes, change = store.apply(writes)
+    return outcomes, change.live_delta
 
 
 def make(title: str, year: int | None = None, **fields: Any) -> Copy:
@@ -75,13 +81,13 @@ def test_connections_commit_with_synchronous_full(db_path: Path) -> None:
 
 def test_migrations_are_recorded_once(db_path: Path) -> None:
     first = Store(db_path)
-    assert first.migrations() == ["0001_movies"]
+    assert first.migrations() == ["0001_movies", "0002_buckets"]
     first.close()
     again = Store(db_path)
     try:
-        assert again.migrations() == ["0001_movies"]
+        assert again.migrations() == ["0001_movies", "0002_buckets"]
         rows = again._db.execute("SELECT name, applied_at FROM schema_migrations").fetchall()
-        assert len(rows) == 1
+        assert len(rows) == 2
         assert isinstance(rows[0][1], float)
         tables = {
             r[0] for r in again._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -92,7 +98,7 @@ def test_migrations_are_recorded_once(db_path: Path) -> None:
 
 
 def test_reading_store_is_query_only(store: Store, db_path: Path) -> None:
-    store.apply([make("Alien", 1979)])
+    apply(store, [make("Alien", 1979)])
     reader = Store(db_path, for_writing=False)
     try:
         assert reader.count_live() == 1
@@ -128,7 +134,7 @@ def test_server_id_is_stable_across_reopen(db_path: Path, tmp_path: Path) -> Non
 
 def test_apply_a_new_copy(store: Store) -> None:
     alien = make("Alien", 1979, director="Ridley Scott")
-    outcomes, delta = store.apply([alien])
+    outcomes, delta = apply(store, [alien])
     assert outcomes == [Applied(Decision.APPLY, None)]
     assert delta == 1
     assert store.get_copy(alien.key) == alien
@@ -138,12 +144,12 @@ def test_apply_a_new_copy(store: Store) -> None:
 
 def test_same_revision_is_an_idempotent_success(store: Store) -> None:
     alien = make("Alien", 1979)
-    store.apply([alien])
-    outcomes, delta = store.apply([alien])
+    apply(store, [alien])
+    outcomes, delta = apply(store, [alien])
     assert outcomes == [Applied(Decision.SAME, None)]
     assert delta == 0
     # An identical record added independently has the same revision: it agrees.
-    outcomes, _ = store.apply([make("Alien", 1979)])
+    outcomes, _ = apply(store, [make("Alien", 1979)])
     assert outcomes == [Applied(Decision.SAME, None)]
     assert store.count_live() == 1
 
@@ -151,11 +157,11 @@ def test_same_revision_is_an_idempotent_success(store: Store) -> None:
 def test_child_supersedes_and_stale_is_refused_with_the_stored_copy(store: Store) -> None:
     v1 = make("Alien", 1979)
     v2 = edit(v1, director="Ridley Scott")
-    assert store.apply([v1])[0] == [Applied(Decision.APPLY, None)]
-    outcomes, delta = store.apply([v2])
+    assert apply(store, [v1])[0] == [Applied(Decision.APPLY, None)]
+    outcomes, delta = apply(store, [v2])
     assert outcomes == [Applied(Decision.APPLY, None)]
     assert delta == 0  # an edit neither adds nor removes a live movie
-    outcomes, delta = store.apply([v1])
+    outcomes, delta = apply(store, [v1])
     assert outcomes == [Applied(Decision.STALE, v2)]
     assert delta == 0
     assert store.get_copy(v1.key) == v2
@@ -165,30 +171,30 @@ def test_conflict_is_refused_and_never_merged(store: Store) -> None:
     base = make("Alien", 1979)
     left = edit(base, director="Ridley Scott")
     right = edit(base, rating=8.5)
-    store.apply([base, left])
-    outcomes, delta = store.apply([right])
+    apply(store, [base, left])
+    outcomes, delta = apply(store, [right])
     assert outcomes == [Applied(Decision.CONFLICT, left)]
     assert delta == 0
     assert store.get_copy(base.key) == left
     # A resolution holds both branches in its history and supersedes both.
     resolved = child([left, right], validate(msgspec.structs.replace(left.movie, rating=8.5)))
-    assert store.apply([resolved])[0] == [Applied(Decision.APPLY, None)]
+    assert apply(store, [resolved])[0] == [Applied(Decision.APPLY, None)]
     assert store.get_copy(base.key) == resolved
 
 
 def test_writes_to_a_new_movie_on_top_of_nothing(store: Store) -> None:
     # A server that never saw the first copy takes a child of it: "add where missing".
     v2 = edit(make("Heat", 1995), director="Michael Mann")
-    assert store.apply([v2]) == ([Applied(Decision.APPLY, None)], 1)
+    assert apply(store, [v2]) == ([Applied(Decision.APPLY, None)], 1)
 
 
 def test_tombstone_hides_the_movie_and_blocks_its_return(store: Store) -> None:
     alien = make("Alien", 1979)
     heat = make("Heat", 1995)
-    store.apply([alien, heat])
+    apply(store, [alien, heat])
     assert store.count_live() == 2
     gone = tombstone(alien)
-    outcomes, delta = store.apply([gone])
+    outcomes, delta = apply(store, [gone])
     assert outcomes == [Applied(Decision.APPLY, None)]
     assert delta == -1
     assert store.count_live() == 1
@@ -197,26 +203,26 @@ def test_tombstone_hides_the_movie_and_blocks_its_return(store: Store) -> None:
     assert stored == [gone]
     assert stored[0].deleted
     # ...and neither the old copy nor the same record added again brings the movie back.
-    outcomes, delta = store.apply([alien, make("Alien", 1979)])
+    outcomes, delta = apply(store, [alien, make("Alien", 1979)])
     assert outcomes == [Applied(Decision.STALE, gone), Applied(Decision.STALE, gone)]
     assert delta == 0
     assert store.count_live() == 1
     # Writing the same tombstone again is idempotent.
-    assert store.apply([gone]) == ([Applied(Decision.SAME, None)], 0)
+    assert apply(store, [gone]) == ([Applied(Decision.SAME, None)], 0)
 
 
 def test_a_movie_can_come_back_as_a_child_of_its_tombstone(store: Store) -> None:
     alien = make("Alien", 1979)
     gone = tombstone(alien)
-    store.apply([alien, gone])
+    apply(store, [alien, gone])
     back = child([gone], alien.movie)
-    assert store.apply([back]) == ([Applied(Decision.APPLY, None)], 1)
+    assert apply(store, [back]) == ([Applied(Decision.APPLY, None)], 1)
     assert store.count_live() == 1
 
 
 def test_tombstone_for_a_movie_never_seen_counts_nothing(store: Store) -> None:
     gone = tombstone(make("Alien", 1979))
-    assert store.apply([gone]) == ([Applied(Decision.APPLY, None)], 0)
+    assert apply(store, [gone]) == ([Applied(Decision.APPLY, None)], 0)
     assert store.count_live() == 0
     assert decode(store.get_raw("Alien")) == [gone]
 
@@ -224,7 +230,7 @@ def test_tombstone_for_a_movie_never_seen_counts_nothing(store: Store) -> None:
 def test_several_writes_in_one_transaction_see_each_other(store: Store) -> None:
     v1 = make("Alien", 1979)
     v2 = edit(v1, director="Ridley Scott")
-    outcomes, delta = store.apply([v1, v2, v1, v2])
+    outcomes, delta = apply(store, [v1, v2, v1, v2])
     assert [o.decision for o in outcomes] == [
         Decision.APPLY,
         Decision.APPLY,
@@ -237,7 +243,7 @@ def test_several_writes_in_one_transaction_see_each_other(store: Store) -> None:
 
 
 def test_empty_batch_is_a_no_op(store: Store) -> None:
-    assert store.apply([]) == ([], 0)
+    assert apply(store, []) == ([], 0)
     assert store.count_live() == 0
 
 
@@ -254,7 +260,7 @@ def test_get_raw_by_folded_title_returns_every_year(store: Store) -> None:
         make("King", 1978),
         make("Kingkong", 2000),
     ]
-    store.apply([kong_2005, *others, kong_1933, kong_undated])
+    apply(store, [kong_2005, *others, kong_1933, kong_undated])
 
     # Case, accents and punctuation do not matter; only exact folded titles match.
     for query in ("King Kong", "king kong", "KING-KONG", "  Kíng   Kong!  "):
@@ -271,7 +277,7 @@ def test_get_raw_by_folded_title_returns_every_year(store: Store) -> None:
 
 def test_get_raw_returns_the_stored_json_as_it_is(store: Store) -> None:
     alien = make("Alien", 1979, cast=["Sigourney Weaver"], extra={"country": "UK"})
-    store.apply([alien])
+    apply(store, [alien])
     (doc,) = store.get_raw("Alien", 1979)
     assert doc == msgspec.json.encode(alien)
 
@@ -282,7 +288,7 @@ def test_get_copy_of_a_missing_key(store: Store) -> None:
 
 def test_get_raw_with_odd_titles(store: Store) -> None:
     punct = make("...", 2001)
-    store.apply([punct])
+    apply(store, [punct])
     assert decode(store.get_raw("...")) == [punct]
     assert store.get_raw("a\x00b") == []
     assert store.get_raw("%") == []  # no LIKE wildcards anywhere
@@ -315,7 +321,7 @@ def test_list_raw_pages_by_key_without_duplicates_or_gaps(
     copies = [make(t, 1990 + i % 3) for i, t in enumerate(titles)]
     if copies:
         copies.append(tombstone(copies[0]))  # deleted movies are listed too (sync needs them)
-    store.apply(copies)
+    apply(store, copies)
     expected = sorted({c.key for c in copies})
 
     keys, pages = page_through(store, limit)
@@ -326,7 +332,7 @@ def test_list_raw_pages_by_key_without_duplicates_or_gaps(
 
 
 def test_list_raw_after_a_key_that_is_not_stored(store: Store) -> None:
-    store.apply([make(t, 2000) for t in ("apple", "banana", "cherry")])
+    apply(store, [make(t, 2000) for t in ("apple", "banana", "cherry")])
     docs, next_key = store.list_raw("b", 10)
     assert [c.movie.title for c in decode(docs)] == ["banana", "cherry"]
     assert next_key is None
@@ -334,19 +340,19 @@ def test_list_raw_after_a_key_that_is_not_stored(store: Store) -> None:
 
 
 def test_list_raw_sees_writes_between_pages(store: Store) -> None:
-    store.apply([make(t, 2000) for t in ("a", "c", "e")])
+    apply(store, [make(t, 2000) for t in ("a", "c", "e")])
     first, after = store.list_raw(None, 2)
     assert [c.movie.title for c in decode(first)] == ["a", "c"]
-    store.apply([make("b", 2000), make("d", 2000)])  # one before the cursor, one after
+    apply(store, [make("b", 2000), make("d", 2000)])  # one before the cursor, one after
     rest, after = store.list_raw(after, 2)
     assert [c.movie.title for c in decode(rest)] == ["d", "e"]
 
 
 def test_count_live(store: Store) -> None:
     copies = [make(f"Movie {i}", 2000) for i in range(10)]
-    _, delta = store.apply(copies)
+    _, delta = apply(store, copies)
     assert delta == 10
-    _, delta = store.apply([tombstone(c) for c in copies[:4]])
+    _, delta = apply(store, [tombstone(c) for c in copies[:4]])
     assert delta == -4
     assert store.count_live() == 6
 

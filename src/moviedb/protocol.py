@@ -68,8 +68,39 @@ class ListPage(Request, tag="list"):
     limit: int = 500
 
 
-AnyRequest = Hello | Get | Put | ListPage
-OPS: Final = tuple(sorted(str(t.__struct_config__.tag) for t in (Hello, Get, Put, ListPage)))
+class Digest(Request, tag="digest"):
+    """The catalog digest and every bucket's digest (see digests.py)."""
+
+
+class Keys(Request, tag="keys"):
+    """The keys and revisions stored in one bucket, paged in key order."""
+
+    bucket: int
+    after: str | None = None
+    limit: int = MAX_PAGE
+
+
+class Fetch(Request, tag="fetch"):
+    """The stored copies (tombstones included) of the given keys."""
+
+    keys: list[str]
+
+
+class Purge(Request, tag="purge"):
+    """Remove a tombstone, only if it is still the stored copy with this revision."""
+
+    key: str
+    rev: str
+
+
+class Stats(Request, tag="stats"):
+    """What the server has served: requests per op, bytes, writes and commits."""
+
+
+AnyRequest = Hello | Get | Put | ListPage | Digest | Keys | Fetch | Purge | Stats
+_REQUEST_TYPES: Final = (Hello, Get, Put, ListPage, Digest, Keys, Fetch, Purge, Stats)
+OPS: Final = tuple(sorted(str(t.__struct_config__.tag) for t in _REQUEST_TYPES))
+WRITE_OPS: Final = (Put, Purge)  # acknowledged after their commit; later reads wait for them
 
 
 # --- results (the `result` member of a successful reply) -----------------------------------------
@@ -81,6 +112,32 @@ class HelloResult(msgspec.Struct):
     server_id: str
     movies: int
     software: str
+    digest: str = ""  # the catalog digest: equal on servers that hold the same versions
+
+
+class DigestResult(msgspec.Struct):
+    digest: str  # XOR of every bucket digest, 16 hex digits
+    entries: int  # stored copies, tombstones included
+    buckets: list[str]  # digests.BUCKETS digests, 16 hex digits each, in bucket order
+
+
+class KeysResult(msgspec.Struct):
+    entries: list[tuple[str, str]]  # (key, rev), in key order
+    next: str | None  # pass as `after` for the next page; null on the last page
+
+
+class PurgeResult(msgspec.Struct, omit_defaults=True):
+    status: str  # "purged", or "kept" when the stored copy is not that tombstone
+    current: Copy | None = None  # the stored copy when kept (null when there is none)
+
+
+class StatsResult(msgspec.Struct):
+    requests: dict[str, int]  # requests answered per op since start
+    bytes_in: int
+    bytes_out: int
+    connections: int  # open now
+    writes: int  # puts and purges committed
+    commits: int  # transactions they were grouped in
 
 
 class GetResult(msgspec.Struct):

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import cast
 
 from moviedb import protocol
-from moviedb.protocol import LineFramer, LineTooLong, Put, RequestError
+from moviedb.protocol import WRITE_OPS, LineFramer, LineTooLong, RequestError
 from moviedb.server.handlers import ServerState, dispatch
 from moviedb.server.storage import Store
 from moviedb.server.writer import GroupCommitter
@@ -98,6 +98,7 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_activity = time.monotonic()
+        self._server.state.bytes_in += len(data)
         if self._eof:
             # Past an oversized line the stream cannot be framed again: drop what follows
             # (instead of buffering it and refusing it once more) until the replies are out.
@@ -159,7 +160,8 @@ class Connection(asyncio.Protocol):
             )
             return
         last_write = self._last_write
-        if last_write is not None and not last_write.done() and not isinstance(request, Put):
+        is_write = isinstance(request, WRITE_OPS)
+        if last_write is not None and not last_write.done() and not is_write:
             # A connection reads its own writes: this read waits for the write before it.
             self._reply(asyncio.ensure_future(self._dispatch_after(last_write, request)))
             return
@@ -168,7 +170,7 @@ class Connection(asyncio.Protocol):
             self._reply(reply)
             return
         future = asyncio.ensure_future(_guarded(reply))
-        if isinstance(request, Put):
+        if is_write:
             self._last_write = future
         self._reply(future)
 
@@ -193,6 +195,7 @@ class Connection(asyncio.Protocol):
     def _reply(self, reply: bytes | asyncio.Future[bytes]) -> None:
         if isinstance(reply, bytes) and not self._replies:
             if self._transport is not None:
+                self._server.state.bytes_out += len(reply)
                 self._transport.write(reply)
             return
         self._replies.append(reply)
@@ -215,6 +218,7 @@ class Connection(asyncio.Protocol):
                 data = head
             replies.popleft()
             if self._transport is not None:
+                self._server.state.bytes_out += len(data)
                 self._transport.write(data)
         self._update_reading()
         if self._eof:
@@ -284,13 +288,19 @@ class MoviedbServer:
         loop = asyncio.get_running_loop()
         self._writer_store = Store(self.db_path)
         self._reader_store = Store(self.db_path, for_writing=False)
-        committer = GroupCommitter(self._writer_store, loop, self._reader_store.count_live())
+        committer = GroupCommitter(
+            self._writer_store,
+            loop,
+            self._reader_store.count_live(),
+            self._reader_store.bucket_digests(),
+        )
         server_id = self._reader_store.server_id
         self.state = ServerState(
             name=self.name or f"moviedb-{server_id[:8]}",
             store=self._reader_store,
             committer=committer,
             server_id=server_id,
+            connections=lambda: len(self.connections),
         )
         try:
             self._server, self.port = await _bind_first_free(

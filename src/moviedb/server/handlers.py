@@ -14,11 +14,22 @@ from typing import Any, Final
 
 import msgspec
 
-from moviedb import protocol
+from moviedb import digests, protocol
 from moviedb.errors import InvalidMovie
 from moviedb.model import key_of, validate
-from moviedb.protocol import Get, Hello, ListPage, Put, RequestError
-from moviedb.server.storage import Applied, StorageError, Store
+from moviedb.protocol import (
+    Digest,
+    Fetch,
+    Get,
+    Hello,
+    Keys,
+    ListPage,
+    Purge,
+    Put,
+    RequestError,
+    Stats,
+)
+from moviedb.server.storage import Applied, Purged, PurgeTombstone, StorageError, Store
 from moviedb.server.writer import GroupCommitter
 from moviedb.versions import HISTORY_LIMIT, Copy
 
@@ -48,6 +59,9 @@ class ServerState:
     committer: GroupCommitter
     server_id: str
     counters: dict[str, int] = field(default_factory=dict)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    connections: Callable[[], int] = lambda: 0
 
 
 Reply = bytes | Awaitable[bytes]
@@ -60,8 +74,73 @@ def handle_hello(state: ServerState, request: Hello) -> Reply:
         server_id=state.server_id,
         movies=state.committer.live_count,
         software=SOFTWARE,
+        digest=digests.to_hex(state.committer.digest),
     )
     return protocol.encode_ok(request.id, result)
+
+
+def handle_digest(state: ServerState, request: Digest) -> Reply:
+    committer = state.committer
+    result = protocol.DigestResult(
+        digest=digests.to_hex(committer.digest),
+        entries=state.store.count_entries(),
+        buckets=[digests.to_hex(d) for d in committer.buckets],
+    )
+    return protocol.encode_ok(request.id, result)
+
+
+def handle_keys(state: ServerState, request: Keys) -> Reply:
+    if not 0 <= request.bucket < digests.BUCKETS:
+        raise RequestError(
+            protocol.BAD_REQUEST, f"bucket must be 0 to {digests.BUCKETS - 1}", request.id
+        )
+    _check_limit(request.limit, request.id)
+    entries, next_key = state.store.bucket_keys(request.bucket, request.after, request.limit)
+    return protocol.encode_ok(request.id, protocol.KeysResult(entries, next_key))
+
+
+def handle_fetch(state: ServerState, request: Fetch) -> Reply:
+    if len(request.keys) > protocol.MAX_PAGE:
+        raise RequestError(
+            protocol.BAD_REQUEST, f"fetch takes at most {protocol.MAX_PAGE} keys", request.id
+        )
+    docs = state.store.fetch_raw(request.keys)
+    return protocol.encode_ok(request.id, RawCopies([msgspec.Raw(d) for d in docs]))
+
+
+def handle_purge(state: ServerState, request: Purge) -> Reply:
+    if not _REV.fullmatch(request.rev):
+        raise RequestError(protocol.BAD_REQUEST, "rev must look like N-<16 hex>", request.id)
+    return _purge(state, request)
+
+
+async def _purge(state: ServerState, request: Purge) -> bytes:
+    try:
+        outcome = await state.committer.submit(PurgeTombstone(request.key, request.rev))
+    except StorageError as exc:
+        return protocol.encode_error(request.id, protocol.STORAGE_ERROR, str(exc))
+    assert isinstance(outcome, Purged)
+    status = "purged" if outcome.purged else "kept"
+    return protocol.encode_ok(request.id, protocol.PurgeResult(status, outcome.current))
+
+
+def handle_stats(state: ServerState, request: Stats) -> Reply:
+    result = protocol.StatsResult(
+        requests=dict(state.counters),
+        bytes_in=state.bytes_in,
+        bytes_out=state.bytes_out,
+        connections=state.connections(),
+        writes=state.committer.writes,
+        commits=state.committer.commits,
+    )
+    return protocol.encode_ok(request.id, result)
+
+
+def _check_limit(limit: int, request_id: protocol.RequestId) -> None:
+    if not 1 <= limit <= protocol.MAX_PAGE:
+        raise RequestError(
+            protocol.BAD_REQUEST, f"limit must be 1 to {protocol.MAX_PAGE}", request_id
+        )
 
 
 def handle_get(state: ServerState, request: Get) -> Reply:
@@ -72,10 +151,7 @@ def handle_get(state: ServerState, request: Get) -> Reply:
 
 
 def handle_list(state: ServerState, request: ListPage) -> Reply:
-    if not 1 <= request.limit <= protocol.MAX_PAGE:
-        raise RequestError(
-            protocol.BAD_REQUEST, f"limit must be 1 to {protocol.MAX_PAGE}", request.id
-        )
+    _check_limit(request.limit, request.id)
     docs, next_key = state.store.list_raw(request.after, request.limit)
     return protocol.encode_ok(request.id, RawPage([msgspec.Raw(d) for d in docs], next_key))
 
@@ -115,9 +191,10 @@ def handle_put(state: ServerState, request: Put) -> Reply:
 
 async def _put(state: ServerState, request: Put) -> bytes:
     try:
-        outcome: Applied = await state.committer.submit(request.copy)
+        outcome = await state.committer.submit(request.copy)
     except StorageError as exc:
         return protocol.encode_error(request.id, protocol.STORAGE_ERROR, str(exc))
+    assert isinstance(outcome, Applied)
     result = protocol.PutResult(status=outcome.decision.value, current=outcome.current)
     return protocol.encode_ok(request.id, result)
 
@@ -127,6 +204,11 @@ HANDLERS: Final[dict[type[Any], Callable[[ServerState, Any], Reply]]] = {
     Get: handle_get,
     ListPage: handle_list,
     Put: handle_put,
+    Digest: handle_digest,
+    Keys: handle_keys,
+    Fetch: handle_fetch,
+    Purge: handle_purge,
+    Stats: handle_stats,
 }
 
 

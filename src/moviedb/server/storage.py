@@ -10,17 +10,40 @@ from __future__ import annotations
 import sqlite3
 import time
 import uuid
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
 import msgspec
 
+from moviedb import digests
 from moviedb.model import fold_title
 from moviedb.versions import Copy, Decision, decide
 
-_MIGRATIONS: Final = (
+
+def _add_buckets(db: sqlite3.Connection) -> None:
+    """Every copy's bucket, and each bucket's XOR digest, for sync (see digests.py)."""
+    db.execute("ALTER TABLE movies ADD COLUMN bucket INTEGER NOT NULL DEFAULT 0")
+    db.execute(
+        "CREATE TABLE buckets (bucket INTEGER PRIMARY KEY, digest INTEGER NOT NULL) WITHOUT ROWID"
+    )
+    sums = [0] * digests.BUCKETS
+    rows = db.execute("SELECT key, rev FROM movies").fetchall()
+    updates = []
+    for key, rev in rows:
+        bucket = digests.bucket_of(key)
+        sums[bucket] ^= digests.entry_hash(key, rev)
+        updates.append((bucket, key))
+    db.executemany("UPDATE movies SET bucket = ? WHERE key = ?", updates)
+    db.executemany(
+        "INSERT INTO buckets VALUES (?, ?)",
+        [(i, digests.to_signed(d)) for i, d in enumerate(sums)],
+    )
+    db.execute("CREATE INDEX movies_by_bucket ON movies (bucket, key)")
+
+
+_MIGRATIONS: Final[tuple[tuple[str, str | Callable[[sqlite3.Connection], None]], ...]] = (
     (
         "0001_movies",
         """
@@ -33,6 +56,7 @@ _MIGRATIONS: Final = (
         CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
         """,
     ),
+    ("0002_buckets", _add_buckets),
 )
 
 # Keys are `folded title + "\x1f" + year`; every key of one title lies in [folded\x1f, folded\x20).
@@ -53,6 +77,36 @@ class Applied:
 
     decision: Decision
     current: Copy | None
+
+
+@dataclass(frozen=True, slots=True)
+class PurgeTombstone:
+    """Remove the tombstone `key` if it is still stored with revision `rev`."""
+
+    key: str
+    rev: str
+
+
+@dataclass(frozen=True, slots=True)
+class Purged:
+    purged: bool
+    current: Copy | None  # the stored copy when it was kept
+
+
+Write = Copy | PurgeTombstone
+Outcome = Applied | Purged
+
+
+@dataclass(slots=True)
+class Change:
+    """What one committed transaction changed: live movies, and each touched bucket's XOR."""
+
+    live_delta: int = 0
+    bucket_xor: dict[int, int] = field(default_factory=dict)
+
+    def toggle(self, key: str, rev: str) -> None:
+        bucket = digests.bucket_of(key)
+        self.bucket_xor[bucket] = self.bucket_xor.get(bucket, 0) ^ digests.entry_hash(key, rev)
 
 
 class Store:
@@ -85,9 +139,12 @@ class Store:
             for name, sql in _MIGRATIONS:
                 if name in done:
                     continue
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        db.execute(statement)
+                if callable(sql):
+                    sql(db)
+                else:
+                    for statement in sql.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
                 db.execute("INSERT INTO schema_migrations VALUES (?, ?)", (name, time.time()))
             db.execute("INSERT OR IGNORE INTO meta VALUES ('server_id', ?)", (uuid.uuid4().hex,))
             db.execute("COMMIT")
@@ -134,34 +191,64 @@ class Store:
     def count_live(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM movies WHERE deleted = 0").fetchone()[0])
 
+    def count_entries(self) -> int:
+        """Stored copies, tombstones included."""
+        return int(self._db.execute("SELECT count(*) FROM movies").fetchone()[0])
+
+    def bucket_digests(self) -> list[int]:
+        """Every bucket's digest, in bucket order (read once at start; kept in memory after)."""
+        sums = [0] * digests.BUCKETS
+        for bucket, value in self._db.execute("SELECT bucket, digest FROM buckets"):
+            sums[bucket] = digests.from_signed(value)
+        return sums
+
+    def bucket_keys(
+        self, bucket: int, after: str | None, limit: int
+    ) -> tuple[list[tuple[str, str]], str | None]:
+        """One page of (key, rev) of one bucket in key order, and the key to continue after."""
+        rows = self._db.execute(
+            "SELECT key, rev FROM movies WHERE bucket = ? AND key > ? ORDER BY key LIMIT ?",
+            (bucket, after or "", limit),
+        ).fetchall()
+        next_key = rows[-1][0] if len(rows) == limit else None
+        return [(key, rev) for key, rev in rows], next_key
+
+    def fetch_raw(self, keys: Sequence[str]) -> list[bytes]:
+        """The stored copies (as JSON) of the keys that exist, in the order asked."""
+        docs: list[bytes] = []
+        for key in dict.fromkeys(keys):
+            row = self._db.execute("SELECT doc FROM movies WHERE key = ?", (key,)).fetchone()
+            if row is not None:
+                docs.append(row[0])
+        return docs
+
     # --- writes ---------------------------------------------------------------------------------
 
-    def apply(self, copies: Sequence[Copy]) -> tuple[list[Applied], int]:
+    def apply(self, writes: Sequence[Write]) -> tuple[list[Outcome], Change]:
         """Apply each write that supersedes the stored copy, all in one transaction.
 
-        Returns the outcome of every write, in order, and the change in the number of live
-        (not deleted) movies. Raises StorageError, with nothing written, if the commit fails.
+        Returns the outcome of every write, in order, and what the transaction changed (live
+        movies, bucket digests). Raises StorageError, with nothing written, if the commit fails.
         """
         db = self._db
-        outcomes: list[Applied] = []
-        live_delta = 0
+        outcomes: list[Outcome] = []
+        change = Change()
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                for copy in copies:
-                    row = db.execute("SELECT doc FROM movies WHERE key = ?", (copy.key,)).fetchone()
-                    stored = None if row is None else _decode_copy(row[0])
-                    decision = decide(stored, copy)
-                    if decision is Decision.APPLY:
+                for write in writes:
+                    if isinstance(write, PurgeTombstone):
+                        outcomes.append(self._purge(write, change))
+                    else:
+                        outcomes.append(self._put(write, change))
+                for bucket, xor in change.bucket_xor.items():
+                    if xor:
+                        value = digests.to_signed(xor)
                         db.execute(
-                            "INSERT INTO movies (key, rev, deleted, doc) VALUES (?, ?, ?, ?) "
-                            "ON CONFLICT (key) DO UPDATE SET "
-                            "rev = excluded.rev, deleted = excluded.deleted, doc = excluded.doc",
-                            (copy.key, copy.rev, int(copy.deleted), _encode(copy)),
+                            "UPDATE buckets SET digest = (digest | ?) & ~(digest & ?) "
+                            "WHERE bucket = ?",
+                            (value, value, bucket),
                         )
-                        live_delta += _live(copy) - (stored is not None and _live(stored))
-                    refused = decision in (Decision.STALE, Decision.CONFLICT)
-                    outcomes.append(Applied(decision, stored if refused else None))
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:
@@ -169,7 +256,36 @@ class Store:
                 raise
         except sqlite3.Error as exc:
             raise StorageError(f"the database refused the write: {exc}") from exc
-        return outcomes, live_delta
+        return outcomes, change
+
+    def _stored(self, key: str) -> Copy | None:
+        row = self._db.execute("SELECT doc FROM movies WHERE key = ?", (key,)).fetchone()
+        return None if row is None else _decode_copy(row[0])
+
+    def _put(self, copy: Copy, change: Change) -> Applied:
+        stored = self._stored(copy.key)
+        decision = decide(stored, copy)
+        if decision is Decision.APPLY:
+            self._db.execute(
+                "INSERT INTO movies (key, rev, deleted, doc, bucket) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET "
+                "rev = excluded.rev, deleted = excluded.deleted, doc = excluded.doc",
+                (copy.key, copy.rev, int(copy.deleted), _encode(copy), digests.bucket_of(copy.key)),
+            )
+            change.live_delta += _live(copy) - (stored is not None and _live(stored))
+            if stored is not None:
+                change.toggle(stored.key, stored.rev)
+            change.toggle(copy.key, copy.rev)
+        refused = decision in (Decision.STALE, Decision.CONFLICT)
+        return Applied(decision, stored if refused else None)
+
+    def _purge(self, purge: PurgeTombstone, change: Change) -> Purged:
+        stored = self._stored(purge.key)
+        if stored is None or not stored.deleted or stored.rev != purge.rev:
+            return Purged(False, stored)
+        self._db.execute("DELETE FROM movies WHERE key = ?", (purge.key,))
+        change.toggle(stored.key, stored.rev)
+        return Purged(True, None)
 
     def close(self) -> None:
         self._db.close()

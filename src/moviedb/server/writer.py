@@ -11,28 +11,39 @@ import queue
 import threading
 from typing import Final
 
-from moviedb.server.storage import Applied, Store
-from moviedb.versions import Copy
+from moviedb import digests
+from moviedb.server.storage import Change, Outcome, Store, Write
 
 MAX_BATCH: Final = 1000
 
-_Pending = tuple[Copy, "asyncio.Future[Applied]"]
+_Pending = tuple[Write, "asyncio.Future[Outcome]"]
 
 
 class GroupCommitter:
-    def __init__(self, store: Store, loop: asyncio.AbstractEventLoop, live_count: int) -> None:
+    """Owns the write side of the store, and what the event loop knows of the committed state:
+    the number of live movies and every bucket's digest (updated when a commit is delivered)."""
+
+    def __init__(
+        self,
+        store: Store,
+        loop: asyncio.AbstractEventLoop,
+        live_count: int,
+        bucket_digests: list[int] | None = None,
+    ) -> None:
         self._store = store
         self._loop = loop
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="moviedb-writer", daemon=True)
         self.live_count = live_count
+        self.buckets = bucket_digests if bucket_digests is not None else [0] * digests.BUCKETS
+        self.digest = digests.combine(self.buckets)
         self.commits = 0
         self.writes = 0
         self._thread.start()
 
-    def submit(self, copy: Copy) -> asyncio.Future[Applied]:
-        future: asyncio.Future[Applied] = self._loop.create_future()
-        self._queue.put((copy, future))
+    def submit(self, write: Write) -> asyncio.Future[Outcome]:
+        future: asyncio.Future[Outcome] = self._loop.create_future()
+        self._queue.put((write, future))
         return future
 
     def _run(self) -> None:
@@ -57,14 +68,17 @@ class GroupCommitter:
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
-            outcomes, delta = self._store.apply([copy for copy, _ in batch])
+            outcomes, change = self._store.apply([write for write, _ in batch])
         except Exception as exc:  # every waiting write must hear about it
             self._loop.call_soon_threadsafe(_fail_all, batch, exc)
             return
-        self._loop.call_soon_threadsafe(self._deliver, batch, outcomes, delta)
+        self._loop.call_soon_threadsafe(self._deliver, batch, outcomes, change)
 
-    def _deliver(self, batch: list[_Pending], outcomes: list[Applied], delta: int) -> None:
-        self.live_count += delta
+    def _deliver(self, batch: list[_Pending], outcomes: list[Outcome], change: Change) -> None:
+        self.live_count += change.live_delta
+        for bucket, xor in change.bucket_xor.items():
+            self.buckets[bucket] ^= xor
+            self.digest ^= xor
         self.commits += 1
         self.writes += len(batch)
         for (_, future), outcome in zip(batch, outcomes, strict=True):
