@@ -134,6 +134,12 @@ def three_servers(start_servers: StartServers) -> list[ServerProcess]:
     return start_servers(3)
 
 
+@pytest.fixture(autouse=True)
+def private_client_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test touches the user's own client state (queued writes, shell history)."""
+    monkeypatch.setenv("MOVIEDB_STATE_DIR", str(tmp_path / "client" / "state"))
+
+
 @pytest.fixture
 def client_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A private client config and state directory; returns the config path."""

@@ -386,7 +386,7 @@ def test_addserver_and_deleteserver_edit_the_config_file(
         return result.exit_code, json.loads(result.output)
 
     code, empty = run("serverlist")
-    assert (code, empty) == (0, {"servers": []})
+    assert (code, empty) == (0, {"servers": [], "in_sync": None})
     result = runner.invoke(cli, ["get", "Alien"])
     assert result.exit_code == 2
     assert "no servers configured" in result.output

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from moviedb import commands, render
+from moviedb.client.cluster import Cluster
 from moviedb.commands import CommandError
 from moviedb.errors import ConfigError, InvalidAddress, InvalidMovie
 from moviedb.model import ExtraValue, parse_field_value
@@ -23,8 +24,13 @@ COMMANDS: dict[str, str] = {
     "get": "show every server's copy of a movie, grouped where they agree",
     "add": "add a movie to every server that lacks it",
     "edit": "change fields of a movie and write it to every server",
+    "delete": "delete a movie on every server (a tombstone that stays deleted)",
     "all": "list the union of every server's movies and whether they agree",
-    "serverlist": "list the servers with up/down, latency, name and movie count",
+    "sync": "bring every server up to date; conflicts are listed, not decided",
+    "conflicts": "list every movie whose servers hold concurrent versions",
+    "resolve": "resolve a conflict: take one server's copy, or choose field by field",
+    "pending": "list writes queued for servers that did not acknowledge them",
+    "serverlist": "list the servers: up/down, latency, movies, digest, pending writes",
     "addserver": "add a server (HOST:PORT) to the server list",
     "deleteserver": "remove a server (HOST:PORT) from the server list",
     "help": "list the commands, or show one command's options",
@@ -35,6 +41,15 @@ def _session() -> Session:
     session = click.get_current_context().find_object(Session)
     assert session is not None
     return session
+
+
+def _cluster(session: Session) -> Cluster:
+    """The cluster for a command, after a brief replay of writes queued for its servers."""
+    cluster = session.cluster()
+    report = session.replay_pending()
+    if report is not None and not session.json_output:
+        render.render_replay(session.console, report)
+    return cluster
 
 
 def _finish(code: int) -> None:
@@ -134,11 +149,19 @@ def cli(
 @cli.command()
 @click.argument("title")
 @click.option("--year", type=int, help="Only the movie of this year (remakes share a title).")
+@click.option(
+    "--repair", is_flag=True, help="Replace stale and missing copies with the newest version."
+)
 @command_body
-def get(title: str, year: int | None) -> None:
-    """Show every server's copy of TITLE: grouped where they agree, field by field where not."""
+def get(title: str, year: int | None, repair: bool) -> None:
+    """Show every server's copy of TITLE: grouped where they agree, field by field where not.
+
+    Each movie is labelled agree, stale (older copies of the newest version: safe to repair)
+    or conflict (versions changed independently: see `resolve`).
+    """
     session = _session()
-    outcome = session.run(commands.get(session.cluster(), title, year))
+    cluster = _cluster(session)
+    outcome = session.run(commands.get(cluster, title, year, repair=repair, queue=session.queue))
     session.remember_titles([v.title for v in outcome.movies])
     if session.json_output:
         render.print_json(render.get_json(outcome))
@@ -163,7 +186,7 @@ def add(title: str, year: int | None, sets: tuple[str, ...], yes: bool) -> None:
     """
     session = _session()
     movie = commands.movie_from_args(title, year, _parse_sets(sets))
-    outcome = session.run(commands.add(session.cluster(), movie, yes=yes))
+    outcome = session.run(commands.add(_cluster(session), movie, yes=yes, queue=session.queue))
     _show_write(session, outcome)
 
 
@@ -181,7 +204,9 @@ def edit(title: str, year: int | None, sets: tuple[str, ...], unset: tuple[str, 
     """
     session = _session()
     outcome = session.run(
-        commands.edit(session.cluster(), title, year, _parse_sets(sets), list(unset))
+        commands.edit(
+            _cluster(session), title, year, _parse_sets(sets), list(unset), queue=session.queue
+        )
     )
     _show_write(session, outcome)
 
@@ -203,7 +228,7 @@ def all_movies(limit: int | None) -> None:
     """List the union of every server's movies, with the servers holding each and whether
     they agree. Streams page by page: memory stays constant however large the catalogs."""
     session = _session()
-    cluster = session.cluster()
+    cluster = _cluster(session)
     scan = commands.CatalogScan()
 
     async def stream() -> None:
@@ -240,16 +265,171 @@ def all_movies(limit: int | None) -> None:
 @cli.command()
 @command_body
 def serverlist() -> None:
-    """List every server with up/down, latency, name and movie count."""
+    """List every server: up/down, latency, name, movie count, catalog digest (equal digests:
+    the servers hold the same versions of every movie) and writes queued for it."""
     session = _session()
     if session.server_list():
-        outcome = session.run(commands.serverlist(session.cluster()))
+        outcome = session.run(commands.serverlist(_cluster(session), session.queue))
     else:  # an empty list is an answer, not an error: the text output says how to add one
         outcome = commands.ServerListOutcome([])
     if session.json_output:
         render.print_json(render.serverlist_json(outcome))
     else:
         render.render_serverlist(session.console, outcome)
+    _finish(outcome.exit_code)
+
+
+@cli.command()
+@click.argument("title", required=False)
+@click.option("--year", type=int, help="With TITLE: only the movie of this year.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (which server gets which write).")
+@click.option(
+    "--purge-after",
+    type=click.FloatRange(min=0),
+    default=commands.TOMBSTONE_GRACE_DAYS,
+    show_default=True,
+    metavar="DAYS",
+    help="Purge tombstones this old once every listed server holds them.",
+)
+@command_body
+def sync(title: str | None, year: int | None, dry_run: bool, purge_after: float) -> None:
+    """Bring every reachable server up to date (all movies, or TITLE).
+
+    Stale copies are replaced by the newest version, missing movies are copied, deletes are
+    spread; conflicts are listed, never decided. Servers compare digests first, so the cost
+    grows with the difference, not with the catalog. Writes queued for servers that were down
+    are delivered first.
+    """
+    session = _session()
+    cluster = session.cluster()
+    with render.progress(session.console, enabled=not session.json_output) as progress:
+        outcome = session.run(
+            commands.sync(
+                cluster,
+                title,
+                year,
+                dry_run=dry_run,
+                queue=session.queue,
+                progress=progress,
+                purge_after_days=purge_after,
+            )
+        )
+    if session.json_output:
+        render.print_json(render.sync_json(outcome))
+    else:
+        render.render_sync(session.console, outcome)
+    _finish(outcome.exit_code)
+
+
+@cli.command()
+@command_body
+def conflicts() -> None:
+    """List every movie whose reachable servers hold concurrent versions (see `resolve`)."""
+    session = _session()
+    cluster = _cluster(session)
+    with render.progress(session.console, enabled=not session.json_output) as progress:
+        outcome = session.run(commands.conflicts(cluster, progress))
+    if session.json_output:
+        render.print_json(render.conflicts_json(outcome))
+    else:
+        render.render_conflicts(session.console, outcome)
+    _finish(outcome.exit_code)
+
+
+@cli.command()
+@click.argument("title")
+@click.option("--year", type=int, help="Which movie, when several share the title.")
+@click.option("--take", metavar="HOST:PORT", help="Take this server's copy as it is.")
+@click.option(
+    "--field",
+    "fields",
+    multiple=True,
+    metavar="FIELD=HOST:PORT",
+    help="Take FIELD from this server's copy (repeat for each field).",
+)
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE", help="Set FIELD to VALUE.")
+@click.option("--yes", is_flag=True, help="Write without asking.")
+@command_body
+def resolve(
+    title: str,
+    year: int | None,
+    take: str | None,
+    fields: tuple[str, ...],
+    sets: tuple[str, ...],
+    yes: bool,
+) -> None:
+    """Resolve a conflict on TITLE with a version that supersedes every copy.
+
+    Take one server's copy (--take), choose field by field (--field), or set values (--set);
+    every field that differs must be decided. Shows the plan first: the shell asks before
+    writing, the one-shot form writes only with --yes. In the shell, `resolve TITLE` alone
+    walks through the differing fields.
+    """
+    session = _session()
+    cluster = _cluster(session)
+    changes = _parse_sets(sets)
+    if not take and not fields and not changes and session.interactive:
+        view = session.run(commands.conflict_view(cluster, title, year))
+        fields = render.choose_fields(session.console, view)
+    proposal = session.run(
+        commands.resolve_plan(cluster, title, year, take=take, fields=fields, changes=changes)
+    )
+    _confirm_and_write(session, cluster, proposal, yes)
+
+
+@cli.command()
+@click.argument("title")
+@click.option("--year", type=int, help="Which movie, when several share the title.")
+@click.option("--yes", is_flag=True, help="Delete without asking.")
+@command_body
+def delete(title: str, year: int | None, yes: bool) -> None:
+    """Delete TITLE on every server with a tombstone, so that a server that missed the delete
+    cannot bring it back. Re-adding it afterwards with `add` works. The shell asks first;
+    the one-shot form needs --yes (without it, prints what would be deleted and exits 2)."""
+    session = _session()
+    cluster = _cluster(session)
+    proposal = session.run(commands.delete_plan(cluster, title, year))
+    _confirm_and_write(session, cluster, proposal, yes)
+
+
+def _confirm_and_write(
+    session: Session, cluster: Cluster, proposal: commands.Proposal, yes: bool
+) -> None:
+    if not yes and session.interactive and not session.json_output:
+        render.render_proposal(session.console, proposal)
+        yes = click.confirm("write it to every server?", default=False)
+        if not yes:
+            session.console.print("nothing was written")
+            return
+    if not yes:
+        if session.json_output:
+            render.print_json(render.proposal_json(proposal))
+        else:
+            render.render_proposal(session.console, proposal)
+            session.console.print(
+                f"nothing was written; run again with --yes to {proposal.action}", style="yellow"
+            )
+        _finish(proposal.exit_code)
+        return
+    outcome = session.run(commands.write_proposal(cluster, proposal, session.queue))
+    _show_write(session, outcome)
+
+
+@cli.command()
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=50, show_default=True, help="Entries shown."
+)
+@command_body
+def pending(limit: int) -> None:
+    """List writes queued for servers that did not acknowledge them (down, timed out, outcome
+    unknown): per server the count and the oldest's age. Replayed at the start of later
+    commands and by `sync`."""
+    session = _session()
+    outcome = commands.pending(session.queue, limit=limit)
+    if session.json_output:
+        render.print_json(render.pending_json(outcome))
+    else:
+        render.render_pending(session.console, outcome)
     _finish(outcome.exit_code)
 
 
@@ -271,6 +451,7 @@ def deleteserver(address: str) -> None:
     """Remove the server at HOST:PORT from the server list."""
     session = _session()
     change = commands.deleteserver(session.config, address)
+    session.queue.drop_server(change.server)
     session.servers_changed()
     _show_config_change(session, change)
 

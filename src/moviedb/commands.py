@@ -13,11 +13,21 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 
 from moviedb.client.address import Address, parse_address
-from moviedb.client.cluster import Cluster, ReadResult, ServerInfo, WriteResult
+from moviedb.client.cluster import Cluster, ReadResult, ServerInfo, WriteResult, WriteStatus
 from moviedb.client.config import Config, save
+from moviedb.client.queue import PendingSummary, QueuedWrite, ReplayReport, WriteQueue, replay
 from moviedb.client.reconcile import FieldDiff, Group, MovieView, field_differences, reconcile
+from moviedb.client.sync import Difference, Plan, Progress, diff, plan
 from moviedb.errors import ServerUnavailable
-from moviedb.model import ExtraValue, Movie, key_of, validate, with_changes
+from moviedb.model import (
+    KNOWN_FIELDS,
+    ExtraValue,
+    Movie,
+    field_values,
+    key_of,
+    validate,
+    with_changes,
+)
 from moviedb.versions import Copy, child, first_copy
 
 # Exit codes (README, "Exit codes").
@@ -41,24 +51,54 @@ class CommandError(Exception):
 
 
 @dataclass(frozen=True)
+class Repair:
+    """One stale movie brought up to date by `get --repair`."""
+
+    view: MovieView
+    copy: Copy
+    results: list[WriteResult]
+
+
+@dataclass(frozen=True)
 class GetOutcome:
     title: str
     year: int | None
     results: list[ReadResult]
-    movies: list[MovieView]  # the movies some server holds undeleted
+    movies: list[MovieView]  # movies some server holds undeleted (deleted ones with stale copies)
+    repairs: list[Repair] = field(default_factory=list)
 
     @property
     def exit_code(self) -> int:
         if not any(r.answered for r in self.results):
             return NO_SERVER
-        return OK if self.movies else NOT_FOUND
+        return OK if any(not v.deleted for v in self.movies) else NOT_FOUND
 
 
-async def get(cluster: Cluster, title: str, year: int | None = None) -> GetOutcome:
+async def get(
+    cluster: Cluster,
+    title: str,
+    year: int | None = None,
+    *,
+    repair: bool = False,
+    queue: WriteQueue | None = None,
+) -> GetOutcome:
+    """Every server's copies of TITLE; with `repair`, stale and missing copies are replaced by
+    the newest version (a conflict is never decided)."""
     _require_title(title)
     results = await cluster.get(title, year)
     views = [v for v in reconcile(results) if v.live]
-    return GetOutcome(title, year, results, views)
+    repairs: list[Repair] = []
+    if repair:
+        for view in views:
+            newest = view.newest
+            if newest is None or view.agree:
+                continue
+            targets = [s for g in view.groups if g.copy.rev != newest.rev for s in g.servers]
+            targets += view.missing
+            written = await cluster.put({server: newest for server in targets})
+            _queue_unacknowledged(queue, {r.server: newest for r in written}, written)
+            repairs.append(Repair(view, newest, written))
+    return GetOutcome(title, year, results, views, repairs)
 
 
 def _require_title(title: str) -> None:
@@ -111,26 +151,50 @@ def _conflict_message(view: MovieView) -> str:
     )
 
 
-async def _write_everywhere(cluster: Cluster, copy: Copy) -> list[WriteResult]:
-    return await cluster.put({address: copy for address in cluster.servers})
+# Write outcomes that leave the server's state unknown or unchanged for a reason that may pass.
+_UNACKNOWLEDGED = frozenset({WriteStatus.UNREACHABLE, WriteStatus.UNKNOWN, WriteStatus.ERROR})
 
 
-async def add(cluster: Cluster, movie: Movie, *, yes: bool = False) -> WriteOutcome:
+def _queue_unacknowledged(
+    queue: WriteQueue | None, copies: dict[Address, Copy], results: Sequence[WriteResult]
+) -> None:
+    """Keep every write a server did not acknowledge in the durable queue, for replay."""
+    if queue is None:
+        return
+    now = time.time()
+    for result in results:
+        if result.status in _UNACKNOWLEDGED:
+            queue.add(result.server, copies[result.server], result.status.value, now=now)
+
+
+async def _write_everywhere(
+    cluster: Cluster, copy: Copy, queue: WriteQueue | None = None
+) -> list[WriteResult]:
+    copies = {address: copy for address in cluster.servers}
+    results = await cluster.put(copies)
+    _queue_unacknowledged(queue, copies, results)
+    return results
+
+
+async def add(
+    cluster: Cluster, movie: Movie, *, yes: bool = False, queue: WriteQueue | None = None
+) -> WriteOutcome:
     """Add to every server that lacks it; a different existing record is kept unless `yes`."""
     movie = validate(movie)
     _, view = await _read_key(cluster, movie)
     now = time.time()
-    if view is None or not view.live:
-        # Nowhere, or deleted: a fresh copy (a child of the tombstone, so it supersedes it).
-        base = view.newest if view is not None else None
+    current = view.newest if view is not None else None
+    if view is None or not view.live or (current is not None and current.deleted):
+        # Nowhere, or deleted: a fresh copy. After a delete it is a child of the tombstone, so
+        # it supersedes the delete on purpose, where an old copy coming back could not.
+        base = current if view is not None else None
         copy = child([base], movie, now=now) if base is not None else first_copy(movie, now=now)
-        return WriteOutcome("add", copy, await _write_everywhere(cluster, copy))
-    current = view.newest
+        return WriteOutcome("add", copy, await _write_everywhere(cluster, copy, queue))
     if current is None:
         return WriteOutcome("add", None, [], _conflict_message(view), refused=True)
     if current.movie == movie and not current.deleted:
         # Already known with this information: bring the servers that lack it up to date.
-        return WriteOutcome("add", current, await _write_everywhere(cluster, current))
+        return WriteOutcome("add", current, await _write_everywhere(cluster, current, queue))
     proposed = Group(child([current], movie, now=now), [])
     differences = field_differences([Group(current, _holders(view, current)), proposed])
     if not yes:
@@ -139,9 +203,8 @@ async def add(cluster: Cluster, movie: Movie, *, yes: bool = False) -> WriteOutc
             "nothing was written (confirm with --yes to overwrite)"
         )
         return WriteOutcome("add", None, [], message, differences, refused=True)
-    return WriteOutcome(
-        "add", proposed.copy, await _write_everywhere(cluster, proposed.copy), "", differences
-    )
+    written = await _write_everywhere(cluster, proposed.copy, queue)
+    return WriteOutcome("add", proposed.copy, written, "", differences)
 
 
 def _holders(view: MovieView, copy: Copy) -> list[Address]:
@@ -154,6 +217,8 @@ async def edit(
     year: int | None,
     changes: dict[str, ExtraValue | list[str] | None],
     unset: Sequence[str] = (),
+    *,
+    queue: WriteQueue | None = None,
 ) -> WriteOutcome:
     """Apply changes to the newest copy and write it everywhere: updated where present,
     added where missing."""
@@ -163,13 +228,7 @@ async def edit(
     results = await cluster.get(title, year)
     if not any(r.answered for r in results):
         raise CommandError("no server answered; nothing was written", NO_SERVER)
-    views = [v for v in reconcile(results) if v.live]
-    if not views:
-        raise CommandError(f"no movie titled {title!r} on any reachable server", NOT_FOUND)
-    if len(views) > 1:
-        years = ", ".join(str(v.year or "no year") for v in views)
-        raise CommandError(f"{len(views)} movies are titled {title!r} ({years}); add --year")
-    view = views[0]
+    view = _one_movie(results, title)
     current = view.newest
     if current is None:
         return WriteOutcome("edit", None, [], _conflict_message(view), refused=True)
@@ -181,7 +240,19 @@ async def edit(
         )
     copy = current if changed == current.movie else child([current], changed, now=time.time())
     differences = field_differences([Group(current, _holders(view, current)), Group(copy, [])])
-    return WriteOutcome("edit", copy, await _write_everywhere(cluster, copy), "", differences)
+    written = await _write_everywhere(cluster, copy, queue)
+    return WriteOutcome("edit", copy, written, "", differences)
+
+
+def _one_movie(results: list[ReadResult], title: str) -> MovieView:
+    """The one live movie the results hold, or a CommandError saying why there is not one."""
+    views = [v for v in reconcile(results) if v.live and not v.deleted]
+    if not views:
+        raise CommandError(f"no movie titled {title!r} on any reachable server", NOT_FOUND)
+    if len(views) > 1:
+        years = ", ".join(str(v.year or "no year") for v in views)
+        raise CommandError(f"{len(views)} movies are titled {title!r} ({years}); add --year")
+    return views[0]
 
 
 # --- all ------------------------------------------------------------------------------------------
@@ -273,6 +344,7 @@ async def catalog(
 @dataclass(frozen=True)
 class ServerListOutcome:
     servers: list[ServerInfo]
+    pending: dict[Address, PendingSummary] = field(default_factory=dict)
 
     @property
     def exit_code(self) -> int:
@@ -280,9 +352,18 @@ class ServerListOutcome:
             return NO_SERVER
         return OK
 
+    @property
+    def in_sync(self) -> bool | None:
+        """Every server answered with the same catalog digest (None: fewer than two answered)."""
+        digests = {s.digest for s in self.servers if s.up}
+        if sum(s.up for s in self.servers) < 2:
+            return None
+        return len(digests) == 1 and all(s.up for s in self.servers)
 
-async def serverlist(cluster: Cluster) -> ServerListOutcome:
-    return ServerListOutcome(await cluster.hello())
+
+async def serverlist(cluster: Cluster, queue: WriteQueue | None = None) -> ServerListOutcome:
+    pending = queue.summary() if queue is not None else {}
+    return ServerListOutcome(await cluster.hello(), pending)
 
 
 @dataclass(frozen=True)
@@ -322,3 +403,315 @@ def movie_from_args(
         raise CommandError("give title and year as TITLE and --year, not with --set")
     base = Movie(title=title, year=year)
     return with_changes(base, changes, [])
+
+
+# --- the durable queue of unacknowledged writes ---------------------------------------------------
+
+REPLAY_BUDGET = 0.5  # seconds a command spends, before its own work, delivering queued writes
+
+
+async def replay_pending(
+    cluster: Cluster, queue: WriteQueue, *, budget: float = REPLAY_BUDGET
+) -> ReplayReport | None:
+    """Deliver queued writes to the servers that answer again, within `budget` seconds.
+
+    A write cut off by the budget stays queued (its outcome is unknown; replay is idempotent).
+    """
+    servers = [s for s in queue.summary() if s in cluster.servers]
+    if not servers:
+        return None
+    try:
+        return await asyncio.wait_for(
+            replay(queue, cluster, servers=servers, budget=budget, now=time.time()),
+            timeout=budget + 0.2,
+        )
+    except TimeoutError:
+        return None
+
+
+@dataclass(frozen=True)
+class PendingOutcome:
+    summary: dict[Address, PendingSummary]
+    entries: list[QueuedWrite]
+    now: float
+    exit_code: int = OK
+
+
+def pending(queue: WriteQueue, *, limit: int = 50) -> PendingOutcome:
+    return PendingOutcome(queue.summary(), queue.entries(limit=limit), time.time())
+
+
+# --- sync and conflicts ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    dry_run: bool
+    plan: Plan
+    results: dict[Address, list[WriteResult]]  # per server, in the plan's order (empty: dry run)
+    unreachable: dict[Address, str]
+    difference: Difference | None  # how much was compared (None for `sync TITLE`)
+    replayed: ReplayReport | None = None
+    purged: int = 0  # tombstones removed because every listed server held them
+
+    @property
+    def repaired(self) -> int:
+        return sum(r.stored for results in self.results.values() for r in results)
+
+    @property
+    def failed(self) -> int:
+        return sum(not r.stored for results in self.results.values() for r in results)
+
+    @property
+    def exit_code(self) -> int:
+        if self.difference is not None and not self.difference.results:
+            return NO_SERVER
+        if self.unreachable or self.failed:
+            return PARTIAL_WRITE
+        if self.plan.conflicts:
+            return REFUSED
+        return OK
+
+
+TOMBSTONE_GRACE_DAYS = 7.0
+
+
+async def sync(
+    cluster: Cluster,
+    title: str | None = None,
+    year: int | None = None,
+    *,
+    dry_run: bool = False,
+    queue: WriteQueue | None = None,
+    progress: Progress | None = None,
+    purge_after_days: float = TOMBSTONE_GRACE_DAYS,
+) -> SyncOutcome:
+    """Bring every reachable server up to date: the newest version of each movie (tombstones
+    too) to every server holding an older one or none. Conflicts are listed, never decided."""
+    replayed = None
+    if queue is not None and not dry_run:
+        servers = [s for s in queue.summary() if s in cluster.servers]
+        if servers:
+            replayed = await replay(queue, cluster, servers=servers, budget=60.0, now=time.time())
+    difference: Difference | None = None
+    if title is not None:
+        _require_title(title)
+        results = await cluster.get(title, year)
+        answered = [r for r in results if r.answered]
+        if not answered:
+            raise CommandError("no server answered; nothing was synced", NO_SERVER)
+        unreachable = {r.server: r.error or r.status.value for r in results if not r.answered}
+        the_plan = plan(reconcile(answered))
+    else:
+        difference = await diff(cluster, progress=progress)
+        unreachable = dict(difference.unreachable)
+        the_plan = plan(reconcile(difference.results), unchanged=difference.agreeing_entries)
+    if dry_run:
+        return SyncOutcome(True, the_plan, {}, unreachable, difference, replayed)
+    results_by_server: dict[Address, list[WriteResult]] = {}
+    total = the_plan.total_writes
+    done = 0
+
+    async def write_to(server: Address, copies: list[Copy]) -> None:
+        nonlocal done
+        results = await cluster.put_many(server, copies)
+        results_by_server[server] = results
+        if queue is not None:
+            now = time.time()
+            for copy, result in zip(copies, results, strict=True):
+                if result.status in _UNACKNOWLEDGED:
+                    queue.add(server, copy, result.status.value, now=now)
+        done += len(copies)
+        if progress:
+            progress("write", done, total)
+
+    await asyncio.gather(*(write_to(s, c) for s, c in the_plan.writes.items()))
+    ordered = {s: results_by_server[s] for s in the_plan.writes}
+    outcome = SyncOutcome(False, the_plan, ordered, unreachable, difference, replayed)
+    purged = 0
+    if title is None and not outcome.exit_code:
+        purged = await _purge_tombstones(cluster, time.time() - purge_after_days * 86400)
+    return SyncOutcome(False, the_plan, ordered, unreachable, difference, replayed, purged)
+
+
+async def _purge_tombstones(cluster: Cluster, written_before: float) -> int:
+    """Remove tombstones older than the grace period once every listed server holds them.
+
+    Only when every listed server answers with the same catalog digest: then each holds the
+    very same tombstones, and none of them can bring a purged movie back.
+    """
+    infos = await cluster.hello()
+    if not all(i.up for i in infos) or len({i.digest for i in infos}) != 1:
+        return 0
+    first = cluster.servers[0]
+    old = [c async for c in cluster.scan(first, tombstones=True) if c.written_at < written_before]
+    purged = 0
+    for copy in old:
+        outcomes = await asyncio.gather(
+            *(cluster.purge(s, copy.key, copy.rev) for s in cluster.servers),
+            return_exceptions=True,
+        )
+        purged += all(o is True for o in outcomes)
+    return purged
+
+
+@dataclass(frozen=True)
+class ConflictsOutcome:
+    conflicts: list[MovieView]
+    unreachable: dict[Address, str]
+    answered: int
+
+    @property
+    def exit_code(self) -> int:
+        if not self.answered:
+            return NO_SERVER
+        return REFUSED if self.conflicts else OK
+
+
+async def conflicts(cluster: Cluster, progress: Progress | None = None) -> ConflictsOutcome:
+    """Every movie whose reachable copies are concurrent versions (found the way sync finds
+    differences: digests, then differing buckets, then differing keys)."""
+    difference = await diff(cluster, progress=progress)
+    found = [v for v in reconcile(difference.results) if v.state == "conflict"]
+    return ConflictsOutcome(found, dict(difference.unreachable), len(difference.results))
+
+
+# --- resolve and delete: a plan first, written once confirmed -------------------------------------
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """A write that needs confirmation: what it replaces, what it writes, how they differ."""
+
+    action: str  # "resolve" or "delete"
+    view: MovieView
+    copy: Copy  # the resolution or the tombstone; supersedes every copy the servers hold
+    differences: list[FieldDiff]  # per field: each current value with its holders, then the new
+    exit_code: int = USAGE  # shown without --yes: nothing written
+
+
+async def _read_one(cluster: Cluster, title: str, year: int | None) -> MovieView:
+    _require_title(title)
+    results = await cluster.get(title, year)
+    if not any(r.answered for r in results):
+        raise CommandError("no server answered; nothing was written", NO_SERVER)
+    views = [v for v in reconcile(results) if v.live or v.state == "conflict"]
+    if not views:
+        raise CommandError(f"no movie titled {title!r} on any reachable server", NOT_FOUND)
+    if len(views) > 1:
+        years = ", ".join(str(v.year or "no year") for v in views)
+        raise CommandError(f"{len(views)} movies are titled {title!r} ({years}); add --year")
+    return views[0]
+
+
+async def conflict_view(cluster: Cluster, title: str, year: int | None) -> MovieView:
+    """The movie in conflict, or a CommandError saying it is not."""
+    view = await _read_one(cluster, title, year)
+    if view.state != "conflict":
+        raise CommandError(
+            f"{view.title} ({view.year or 'no year'}) is not in conflict (state: {view.state}); "
+            + ("`sync` repairs stale copies" if view.state == "stale" else "nothing to resolve"),
+            NOT_FOUND,
+        )
+    return view
+
+
+def _holder_copy(view: MovieView, server: Address) -> Copy:
+    for group in view.groups:
+        if server in group.servers:
+            return group.copy
+    holders = ", ".join(str(s) for g in view.groups for s in g.servers)
+    raise CommandError(f"{server} holds no copy of {view.title}; copies are on {holders}")
+
+
+def _movie_from_values(values: dict[str, object]) -> Movie:
+    known = {k: v for k, v in values.items() if k in KNOWN_FIELDS}
+    extra = {k: v for k, v in values.items() if k not in KNOWN_FIELDS}
+    return validate(Movie(**known, extra=extra))  # type: ignore[arg-type]
+
+
+async def resolve_plan(
+    cluster: Cluster,
+    title: str,
+    year: int | None,
+    *,
+    take: str | None = None,
+    fields: Sequence[str] = (),
+    changes: dict[str, ExtraValue | list[str] | None] | None = None,
+) -> Proposal:
+    """The resolution of a conflict: one server's copy (`take`), values chosen field by field
+    (`fields`: FIELD=HOST:PORT), and/or values set (`changes`). Every field that differs must
+    be decided one way or another. The result is a child of every branch."""
+    changes = changes or {}
+    if not take and not fields and not changes:
+        raise CommandError(
+            "resolve needs --take HOST:PORT, --field FIELD=HOST:PORT or --set FIELD=VALUE"
+        )
+    view = await conflict_view(cluster, title, year)
+    branches = [g.copy for g in view.groups]
+    base = _holder_copy(view, parse_address(take)) if take else branches[0]
+    values: dict[str, object] = field_values(base.movie)
+    deleted = base.deleted if take else False
+    decided = {d.field for d in view.differences} if take else set()
+    for item in fields:
+        name, sep, where = item.partition("=")
+        if not sep or not name:
+            raise CommandError(f"--field {item!r}: expected FIELD=HOST:PORT")
+        source = _holder_copy(view, parse_address(where))
+        if name == "deleted":
+            deleted = source.deleted
+        else:
+            value = field_values(source.movie).get(name)
+            if value is None:
+                values.pop(name, None)
+            else:
+                values[name] = value
+        decided.add(name)
+    for name, value in changes.items():
+        if value is None:
+            values.pop(name, None)
+        else:
+            values[name] = value
+        decided.add(name)
+    undecided = [d for d in view.differences if d.field not in decided]
+    if undecided:
+        listing = "; ".join(
+            f"{d.field}: " + ", ".join(f"{v!r} on {', '.join(map(str, s))}" for v, s in d.values)
+            for d in undecided
+        )
+        raise CommandError(
+            f"these fields differ and were not decided: {listing}. Choose with --field "
+            "FIELD=HOST:PORT or --set FIELD=VALUE, or take a whole copy with --take HOST:PORT"
+        )
+    movie = _movie_from_values(values)
+    if key_of(movie) != view.key:
+        raise CommandError("a resolution keeps the movie's title and year")
+    copy = child(branches, movie, deleted=deleted, now=time.time())
+    new = Group(copy, [])
+    return Proposal("resolve", view, copy, field_differences([*view.groups, new]))
+
+
+async def delete_plan(cluster: Cluster, title: str, year: int | None) -> Proposal:
+    """A tombstone that supersedes every copy of the movie, conflicting ones included."""
+    view = await _read_one(cluster, title, year)
+    if view.deleted and not view.live:
+        raise CommandError(f"{view.title} ({view.year or 'no year'}) is already deleted", NOT_FOUND)
+    newest = view.newest
+    if newest is not None and newest.deleted:
+        # Deleted already, with older copies left behind: spread that very tombstone.
+        return Proposal("delete", view, newest, field_differences(view.groups))
+    parents = [newest] if newest is not None else [g.copy for g in view.groups]
+    record = next((c.movie for c in parents if not c.deleted), parents[0].movie)
+    tombstone = child(parents, record, deleted=True, now=time.time())
+    new = Group(tombstone, [])
+    return Proposal("delete", view, tombstone, field_differences([*view.groups, new]))
+
+
+async def write_proposal(
+    cluster: Cluster, proposal: Proposal, queue: WriteQueue | None = None
+) -> WriteOutcome:
+    """Write a confirmed resolution or tombstone to every server."""
+    results = await _write_everywhere(cluster, proposal.copy, queue)
+    if queue is not None:
+        queue.drop_superseded(proposal.copy.key, proposal.copy)
+    return WriteOutcome(proposal.action, proposal.copy, results, "", proposal.differences)

@@ -66,6 +66,7 @@ class Put(Request, tag="put"):
 class ListPage(Request, tag="list"):
     after: str | None = None
     limit: int = 500
+    tombstones: bool = False  # only the tombstones (deleted movies)
 
 
 class Digest(Request, tag="digest"):

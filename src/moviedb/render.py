@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -13,13 +16,19 @@ from rich.text import Text
 
 from moviedb.client.address import Address
 from moviedb.client.cluster import ReadResult, ReadStatus, ServerInfo, WriteResult, WriteStatus
+from moviedb.client.queue import ReplayReport
 from moviedb.client.reconcile import FieldDiff, MovieView
+from moviedb.client.sync import Progress
 from moviedb.commands import (
     CatalogRow,
     CatalogScan,
     ConfigChange,
+    ConflictsOutcome,
     GetOutcome,
+    PendingOutcome,
+    Proposal,
     ServerListOutcome,
+    SyncOutcome,
     WriteOutcome,
 )
 from moviedb.model import KNOWN_FIELDS, field_values
@@ -107,6 +116,7 @@ def view_json(view: MovieView) -> dict[str, Any]:
         "year": view.year,
         "state": view.state,
         "agree": view.agree,
+        "deleted": view.deleted,
         "versions": [
             {"servers": list(map(str, g.servers)), **copy_json(g.copy)} for g in view.groups
         ],
@@ -120,6 +130,15 @@ def get_json(outcome: GetOutcome) -> dict[str, Any]:
         "query": {"title": outcome.title, "year": outcome.year},
         "servers": [_read_json(r) for r in outcome.results],
         "movies": [view_json(v) for v in outcome.movies],
+        "repairs": [
+            {
+                "title": r.copy.movie.title,
+                "year": r.copy.movie.year,
+                "rev": r.copy.rev,
+                "servers": [_write_result_json(w) for w in r.results],
+            }
+            for r in outcome.repairs
+        ],
         "exit_code": outcome.exit_code,
     }
 
@@ -162,12 +181,124 @@ def server_info_json(info: ServerInfo) -> dict[str, Any]:
         "server_id": info.server_id,
         "movies": info.movies,
         "latency_ms": None if info.latency is None else round(info.latency * 1000, 2),
+        "digest": info.digest,
         "error": info.error,
     }
 
 
 def serverlist_json(outcome: ServerListOutcome) -> dict[str, Any]:
-    return {"servers": [server_info_json(s) for s in outcome.servers]}
+    servers = []
+    for info in outcome.servers:
+        doc = server_info_json(info)
+        summary = outcome.pending.get(info.server)
+        doc["pending"] = summary.count if summary else 0
+        servers.append(doc)
+    return {"servers": servers, "in_sync": outcome.in_sync}
+
+
+def _plan_json(outcome: SyncOutcome) -> list[dict[str, Any]]:
+    return [
+        {
+            "server": str(server),
+            "title": copy.movie.title,
+            "year": copy.movie.year,
+            "rev": copy.rev,
+            "deleted": copy.deleted,
+        }
+        for server, copies in outcome.plan.writes.items()
+        for copy in copies
+    ]
+
+
+def sync_json(outcome: SyncOutcome) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "dry_run": outcome.dry_run,
+        "repaired": outcome.repaired,
+        "unchanged": outcome.plan.unchanged,
+        "failed": outcome.failed,
+        "conflicts": [view_json(v) for v in outcome.plan.conflicts],
+        "unreachable": [{"server": str(s), "error": e} for s, e in outcome.unreachable.items()],
+        "purged": outcome.purged,
+        "plan": _plan_json(outcome),
+    }
+    if outcome.results:
+        doc["writes"] = [
+            _write_result_json(r) | {"rev": c.rev, "title": c.movie.title, "year": c.movie.year}
+            for server, copies in outcome.plan.writes.items()
+            for c, r in zip(copies, outcome.results.get(server, []), strict=False)
+            if not r.stored
+        ]
+    if outcome.replayed is not None:
+        doc["replayed"] = _replay_json(outcome.replayed)
+    if outcome.difference is not None:
+        d = outcome.difference
+        doc["compared"] = {
+            "buckets": d.buckets_compared,
+            "buckets_differing": d.buckets_differing,
+            "keys_listed": d.keys_listed,
+            "copies_fetched": d.copies_fetched,
+        }
+    doc["exit_code"] = outcome.exit_code
+    return doc
+
+
+def _replay_json(report: ReplayReport) -> dict[str, Any]:
+    return {
+        "delivered": report.delivered,
+        "superseded": report.superseded,
+        "conflicts": report.conflicts,
+        "still_queued": report.still_queued,
+    }
+
+
+def conflicts_json(outcome: ConflictsOutcome) -> dict[str, Any]:
+    return {
+        "conflicts": [view_json(v) for v in outcome.conflicts],
+        "unreachable": [{"server": str(s), "error": e} for s, e in outcome.unreachable.items()],
+        "exit_code": outcome.exit_code,
+    }
+
+
+def proposal_json(proposal: Proposal) -> dict[str, Any]:
+    return {
+        "action": proposal.action,
+        "written": False,
+        "movie": copy_json(proposal.copy),
+        "current": view_json(proposal.view),
+        "differences": _diff_json(proposal.differences),
+        "message": f"nothing was written; run again with --yes to {proposal.action}",
+        "exit_code": proposal.exit_code,
+    }
+
+
+def pending_json(outcome: PendingOutcome) -> dict[str, Any]:
+    return {
+        "servers": [
+            {
+                "server": str(server),
+                "count": summary.count,
+                "conflicts": summary.conflicts,
+                "oldest_age_s": round(outcome.now - summary.oldest, 1),
+            }
+            for server, summary in outcome.summary.items()
+        ],
+        "writes": [
+            {
+                "server": str(e.server),
+                "title": e.copy.movie.title,
+                "year": e.copy.movie.year,
+                "rev": e.rev,
+                "deleted": e.copy.deleted,
+                "reason": e.reason,
+                "state": e.state,
+                "queued_at": e.queued_at,
+                "attempts": e.attempts,
+                "last_error": e.last_error,
+            }
+            for e in outcome.entries
+        ],
+        "exit_code": outcome.exit_code,
+    }
 
 
 def config_change_json(change: ConfigChange) -> dict[str, Any]:
@@ -250,7 +381,19 @@ def render_get(console: Console, outcome: GetOutcome) -> None:
             print_error(console, "no server answered")
     for view in outcome.movies:
         render_view(console, view)
+        if view.deleted:
+            console.print(
+                "  deleted; the servers above that still hold it have an older copy "
+                "(`get --repair` or `sync` spreads the delete)",
+                style="yellow",
+            )
         console.print()
+    for repair in outcome.repairs:
+        movie = repair.copy.movie
+        year = f" ({movie.year})" if movie.year is not None else ""
+        console.print(f"repaired [bold]{escape(movie.title)}{year}[/] to {repair.copy.rev}:")
+        for result in repair.results:
+            _print_write_result(console, result)
     console.print(_status_line(outcome.results))
 
 
@@ -278,13 +421,19 @@ def render_write(console: Console, outcome: WriteOutcome) -> None:
         year = f" ({movie.year})" if movie.year is not None else ""
         console.print(f"[bold]{escape(movie.title)}{year}[/] revision {outcome.copy.rev}")
     for result in outcome.results:
-        line = Text(f"  {result.server} ")
-        line.append_text(_styled(result.status.value))
-        if result.error:
-            line.append(f" ({result.error})", style="dim")
-        if result.status in (WriteStatus.STALE, WriteStatus.CONFLICT) and result.current:
-            line.append(f" (holds {result.current.rev})", style="dim")
-        console.print(line)
+        _print_write_result(console, result)
+
+
+def _print_write_result(console: Console, result: WriteResult) -> None:
+    line = Text(f"  {result.server} ")
+    line.append_text(_styled(result.status.value))
+    if result.error:
+        line.append(f" ({result.error})", style="dim")
+    if result.status in (WriteStatus.STALE, WriteStatus.CONFLICT) and result.current:
+        line.append(f" (holds {result.current.rev})", style="dim")
+    if result.status in (WriteStatus.UNREACHABLE, WriteStatus.UNKNOWN, WriteStatus.ERROR):
+        line.append(" — queued; delivered when the server answers (see `pending`)", style="dim")
+    console.print(line)
 
 
 def render_catalog_row(console: Console, row: CatalogRow) -> None:
@@ -308,17 +457,27 @@ def render_serverlist(console: Console, outcome: ServerListOutcome) -> None:
         console.print("no servers configured; add one with: addserver HOST:PORT")
         return
     table = Table(header_style="bold", box=None, padding=(0, 2, 0, 0))
-    for column in ("server", "status", "latency", "name", "movies"):
-        table.add_column(column, justify="right" if column in ("latency", "movies") else "left")
+    right = ("latency", "movies", "pending")
+    for column in ("server", "status", "latency", "name", "movies", "digest", "pending"):
+        table.add_column(column, justify="right" if column in right else "left")
     for info in outcome.servers:
+        summary = outcome.pending.get(info.server)
         table.add_row(
             str(info.server),
             _styled("up" if info.up else "down"),
             "" if info.latency is None else f"{info.latency * 1000:.1f} ms",
             info.name or (info.error or ""),
             "" if info.movies is None else str(info.movies),
+            info.digest or "",
+            str(summary.count) if summary else "0",
         )
     console.print(table)
+    if outcome.in_sync is True:
+        console.print("in sync: every server holds the same versions", style="green")
+    elif outcome.in_sync is False:
+        console.print(
+            "not in sync: the digests differ or a server is down (see `sync`)", style="yellow"
+        )
 
 
 def render_config_change(console: Console, change: ConfigChange) -> None:
@@ -335,3 +494,182 @@ def render_config_change(console: Console, change: ConfigChange) -> None:
     else:
         console.print(f"removed {change.server}")
     console.print(f"[dim]{len(change.config.servers)} servers in {change.config.path}[/]")
+
+
+# --- consistency: replay, sync, conflicts, resolve, delete, pending -------------------------------
+
+
+def render_replay(console: Console, report: ReplayReport) -> None:
+    if report.delivered or report.superseded or report.conflicts:
+        console.print(
+            f"delivered {report.delivered} queued write(s)"
+            + (f", {report.superseded} superseded" if report.superseded else "")
+            + (f", {report.conflicts} in conflict" if report.conflicts else "")
+            + (f"; {report.still_queued} still queued" if report.still_queued else ""),
+            style="dim",
+        )
+
+
+@contextlib.contextmanager
+def progress(console: Console, *, enabled: bool = True) -> Iterator[Progress]:
+    """A progress bar for long runs (only on a terminal, only after a second); yields the
+    callback that commands report to."""
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+    from rich.progress import Progress as Bar
+
+    started = time.monotonic()
+    bar: Bar | None = None
+    tasks: dict[str, Any] = {}
+
+    def report(stage: str, done: int, total: int) -> None:
+        nonlocal bar
+        if not enabled or not console.is_terminal or time.monotonic() - started < 1.0:
+            return
+        if bar is None:
+            bar = Bar(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                console=console,
+                transient=True,
+            )
+            bar.start()
+        if stage not in tasks:
+            tasks[stage] = bar.add_task(stage, total=total)
+        bar.update(tasks[stage], completed=done, total=total)
+
+    try:
+        yield report
+    finally:
+        if bar is not None:
+            bar.stop()
+
+
+def _movie_name(copy: Copy) -> str:
+    year = f" ({copy.movie.year})" if copy.movie.year is not None else ""
+    return f"{copy.movie.title}{year}"
+
+
+def render_sync(console: Console, outcome: SyncOutcome) -> None:
+    if outcome.replayed is not None:
+        render_replay(console, outcome.replayed)
+    if outcome.dry_run:
+        if not outcome.plan.writes:
+            console.print("nothing to write: every reachable server is up to date")
+        for server, copies in outcome.plan.writes.items():
+            console.print(f"[bold]{server}[/] would get {len(copies)} write(s):")
+            for copy in copies:
+                what = "delete" if copy.deleted else "update to"
+                console.print(f"  {escape(_movie_name(copy))}: {what} {copy.rev}")
+    else:
+        for server, results in outcome.results.items():
+            copies = outcome.plan.writes[server]
+            for copy, result in zip(copies, results, strict=False):
+                if not result.stored:
+                    line = Text(f"  {server} {_movie_name(copy)} ")
+                    line.append_text(_styled(result.status.value))
+                    if result.error:
+                        line.append(f" ({result.error})", style="dim")
+                    console.print(line)
+    for view in outcome.plan.conflicts:
+        render_view(console, view)
+    summary = Text()
+    verb = "would repair" if outcome.dry_run else "repaired"
+    count = outcome.plan.total_writes if outcome.dry_run else outcome.repaired
+    summary.append(f"{verb} {count} cop{'y' if count == 1 else 'ies'}, ")
+    summary.append(f"{outcome.plan.unchanged} unchanged, ")
+    summary.append(
+        f"{len(outcome.plan.conflicts)} conflict{'s' if len(outcome.plan.conflicts) != 1 else ''}",
+        style="bold red" if outcome.plan.conflicts else "",
+    )
+    if outcome.failed:
+        summary.append(f", {outcome.failed} not acknowledged (queued)", style="magenta")
+    if outcome.purged:
+        summary.append(f", {outcome.purged} tombstones purged")
+    console.print(summary)
+    if outcome.plan.conflicts:
+        console.print("conflicts are never decided by sync: see `resolve`", style="dim")
+    for server, error in outcome.unreachable.items():
+        console.print(f"[red]{server} unreachable:[/] {escape(error)}")
+
+
+def render_conflicts(console: Console, outcome: ConflictsOutcome) -> None:
+    for view in outcome.conflicts:
+        render_view(console, view)
+        console.print()
+    count = len(outcome.conflicts)
+    if count:
+        console.print(f"{count} movie{'s' if count != 1 else ''} in conflict; see `resolve`")
+    elif outcome.answered:
+        console.print("no conflicts on the reachable servers", style="green")
+    else:
+        print_error(console, "no server answered")
+    for server, error in outcome.unreachable.items():
+        console.print(f"[red]{server} unreachable:[/] {escape(error)}")
+
+
+def render_proposal(console: Console, proposal: Proposal) -> None:
+    render_view(console, proposal.view)
+    console.print()
+    copy = proposal.copy
+    if proposal.action == "delete":
+        console.print(f"delete [bold]{escape(_movie_name(copy))}[/] on every server ({copy.rev})")
+        return
+    console.print(f"resolution of [bold]{escape(_movie_name(copy))}[/] ({copy.rev}):")
+    table = Table(show_header=False, box=None, padding=(0, 2, 0, 2))
+    table.add_column(style="cyan")
+    table.add_column()
+    for name, value in _record_rows(copy):
+        table.add_row(name, value)
+    console.print(table)
+
+
+def choose_fields(console: Console, view: MovieView) -> tuple[str, ...]:
+    """Walk through the differing fields and ask which server's value to keep (the shell)."""
+    import click
+
+    render_view(console, view)
+    chosen: list[str] = []
+    for diff in view.differences:
+        console.print(f"[cyan]{diff.field}[/]:")
+        for i, (value, servers) in enumerate(diff.values, start=1):
+            console.print(f"  {i}) {escape(_value(value))}  [dim]{_servers(servers)}[/]")
+        choice = click.prompt(
+            f"keep which {diff.field}?", type=click.IntRange(1, len(diff.values)), default=1
+        )
+        holders = diff.values[choice - 1][1]
+        chosen.append(f"{diff.field}={holders[0]}")
+    return tuple(chosen)
+
+
+def render_pending(console: Console, outcome: PendingOutcome) -> None:
+    if not outcome.summary:
+        console.print("no queued writes: every write was acknowledged", style="green")
+        return
+    table = Table(header_style="bold", box=None, padding=(0, 2, 0, 0))
+    for column in ("server", "queued", "conflicts", "oldest"):
+        table.add_column(column, justify="left" if column == "server" else "right")
+    for server, summary in outcome.summary.items():
+        table.add_row(
+            str(server),
+            str(summary.queued),
+            str(summary.conflicts),
+            _age(outcome.now - summary.oldest),
+        )
+    console.print(table)
+    for entry in outcome.entries:
+        line = Text(f"  {entry.server} {_movie_name(entry.copy)} {entry.rev} ")
+        line.append_text(_styled("conflict" if entry.state == "conflict" else entry.reason))
+        if entry.attempts:
+            line.append(f" ({entry.attempts} attempts)", style="dim")
+        console.print(line)
+
+
+def _age(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 172800:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 86400:.0f} d"

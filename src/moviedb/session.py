@@ -11,8 +11,9 @@ from rich.console import Console
 
 from moviedb.client.address import Address, parse_address
 from moviedb.client.cluster import DEFAULT_TIMEOUT, Cluster
-from moviedb.client.config import Config, config_path, load
-from moviedb.commands import USAGE, CommandError
+from moviedb.client.config import Config, config_path, load, state_dir
+from moviedb.client.queue import ReplayReport, WriteQueue
+from moviedb.commands import USAGE, CommandError, replay_pending
 
 T = TypeVar("T")
 MAX_KNOWN_TITLES = 20_000
@@ -44,8 +45,10 @@ class Session:
         self.json_output = json_output
         self.console = console or Console(highlight=False)
         self.known_titles: set[str] = set()
+        self.interactive = False  # in the shell: ask before destructive writes
         self._config: Config | None = None
         self._cluster: Cluster | None = None
+        self._queue: WriteQueue | None = None
         self._runner = _new_runner()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -80,6 +83,19 @@ class Session:
             self._cluster = Cluster(servers, timeout=self.timeout)
         return self._cluster
 
+    @property
+    def queue(self) -> WriteQueue:
+        """The durable queue of writes that servers did not acknowledge (opened on first use)."""
+        if self._queue is None:
+            self._queue = WriteQueue(state_dir())
+        return self._queue
+
+    def replay_pending(self) -> ReplayReport | None:
+        """Before a command: deliver, briefly, queued writes to servers that answer again."""
+        if not self.queue.path.exists():
+            return None
+        return self.run(replay_pending(self.cluster(), self.queue))
+
     def servers_changed(self) -> None:
         """The server list was edited: the next command connects to the new list."""
         if self._cluster is not None:
@@ -94,4 +110,7 @@ class Session:
         if self._cluster is not None:
             self.run(self._cluster.aclose())
             self._cluster = None
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
         self._runner.close()

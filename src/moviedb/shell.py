@@ -19,7 +19,7 @@ from moviedb.model import fold_title
 from moviedb.session import Session
 
 QUIT_WORDS = frozenset({"quit", "exit"})
-TITLE_COMMANDS = frozenset({"get", "edit", "add"})
+TITLE_COMMANDS = frozenset({"get", "edit", "add", "delete", "resolve", "sync"})
 PREFETCH_TITLES = 5000
 
 
@@ -94,6 +94,7 @@ def run_shell(session: Session, group: click.Group) -> int:
     from moviedb.cli import command_list
 
     console = session.console
+    session.interactive = True
     console.print("[bold]moviedb shell[/] — every command goes to every server at once.")
     console.print(command_list({"quit": "leave the shell"}), highlight=False)
     _prefetch_titles(session)

@@ -74,6 +74,7 @@ class ServerInfo:
     movies: int | None = None
     latency: float | None = None
     error: str | None = None
+    digest: str | None = None  # equal on servers that hold the same version of every movie
 
 
 class _Failure(Exception):
@@ -150,7 +151,9 @@ class Cluster:
                 )
             except _Failure as exc:
                 return ServerInfo(address, up=False, error=exc.message)
-            return ServerInfo(address, True, info.name, info.server_id, info.movies, latency)
+            return ServerInfo(
+                address, True, info.name, info.server_id, info.movies, latency, digest=info.digest
+            )
 
         return await self._each(self.servers, one)
 
@@ -197,23 +200,95 @@ class Cluster:
 
         return await self._each(list(writes), one)
 
+    async def put_many(
+        self, address: Address, copies: Sequence[Copy], *, window: int = 128
+    ) -> list[WriteResult]:
+        """Write many copies to one server, pipelined (at most `window` awaiting replies)."""
+        gate = asyncio.Semaphore(window)
+
+        async def one(copy: Copy) -> WriteResult:
+            async with gate:
+                (result,) = await self.put({address: copy})
+                return result
+
+        return list(await asyncio.gather(*(one(c) for c in copies)))
+
+    async def digest(self) -> dict[Address, protocol.DigestResult | str]:
+        """Every server's catalog digest and bucket digests, or why it has none (an error text)."""
+
+        async def one(address: Address) -> protocol.DigestResult | str:
+            try:
+                result, _ = await self._call(address, protocol.Digest(), protocol.DigestResult)
+            except _Failure as exc:
+                return exc.message
+            return result
+
+        return dict(zip(self.servers, await self._each(self.servers, one), strict=True))
+
+    async def bucket_keys(self, address: Address, bucket: int) -> dict[str, str]:
+        """key -> rev of everything one server stores in one bucket (every page)."""
+        entries: dict[str, str] = {}
+        after: str | None = None
+        while True:
+            try:
+                page, _ = await self._call(
+                    address, protocol.Keys(bucket=bucket, after=after), protocol.KeysResult
+                )
+            except _Failure as exc:
+                raise ServerUnavailable(f"{address}: {exc.message}") from None
+            entries.update(page.entries)
+            if page.next is None:
+                return entries
+            after = page.next
+
+    async def fetch(self, address: Address, keys: Sequence[str]) -> list[Copy]:
+        """The copies one server stores for these keys (tombstones included)."""
+        copies: list[Copy] = []
+        for start in range(0, len(keys), protocol.MAX_PAGE):
+            chunk = list(keys[start : start + protocol.MAX_PAGE])
+            try:
+                found, _ = await self._call(address, protocol.Fetch(keys=chunk), protocol.GetResult)
+            except _Failure as exc:
+                raise ServerUnavailable(f"{address}: {exc.message}") from None
+            copies.extend(found.copies)
+        return copies
+
+    async def purge(self, address: Address, key: str, rev: str) -> bool:
+        """Remove a tombstone from one server if it still stores that revision; True if gone."""
+        try:
+            result, _ = await self._call(
+                address, protocol.Purge(key=key, rev=rev), protocol.PurgeResult
+            )
+        except _Failure as exc:
+            raise ServerUnavailable(f"{address}: {exc.message}") from None
+        return result.status == "purged"
+
+    async def stats(self, address: Address) -> protocol.StatsResult:
+        try:
+            result, _ = await self._call(address, protocol.Stats(), protocol.StatsResult)
+        except _Failure as exc:
+            raise ServerUnavailable(f"{address}: {exc.message}") from None
+        return result
+
     async def list_page(
-        self, address: Address, after: str | None, limit: int = 500
+        self, address: Address, after: str | None, limit: int = 500, *, tombstones: bool = False
     ) -> protocol.ListResult:
         """One page of one server's catalog; raises ServerUnavailable when it cannot be had."""
+        request = protocol.ListPage(after=after, limit=limit, tombstones=tombstones)
         try:
-            page, _ = await self._call(
-                address, protocol.ListPage(after=after, limit=limit), protocol.ListResult
-            )
+            page, _ = await self._call(address, request, protocol.ListResult)
         except _Failure as exc:
             raise ServerUnavailable(f"{address}: {exc.message}") from None
         return page
 
-    async def scan(self, address: Address, page_size: int = 500) -> AsyncIterator[Copy]:
-        """Every copy one server stores (tombstones included), in key order, page by page."""
+    async def scan(
+        self, address: Address, page_size: int = 500, *, tombstones: bool = False
+    ) -> AsyncIterator[Copy]:
+        """Every copy one server stores (tombstones included; only them with `tombstones`), in
+        key order, page by page."""
         after: str | None = None
         while True:
-            page = await self.list_page(address, after, page_size)
+            page = await self.list_page(address, after, page_size, tombstones=tombstones)
             for copy in page.copies:
                 yield copy
             if page.next is None:

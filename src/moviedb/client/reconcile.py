@@ -66,6 +66,12 @@ class MovieView:
         """Some server holds it undeleted."""
         return any(not g.copy.deleted for g in self.groups)
 
+    @property
+    def deleted(self) -> bool:
+        """The newest version is a tombstone (older live copies may remain: they are stale)."""
+        newest = self.newest
+        return newest is not None and newest.deleted
+
 
 def _values(copy: Copy) -> dict[str, Any]:
     return {"deleted": True} if copy.deleted else field_values(copy.movie)

@@ -152,7 +152,9 @@ def handle_get(state: ServerState, request: Get) -> Reply:
 
 def handle_list(state: ServerState, request: ListPage) -> Reply:
     _check_limit(request.limit, request.id)
-    docs, next_key = state.store.list_raw(request.after, request.limit)
+    docs, next_key = state.store.list_raw(
+        request.after, request.limit, tombstones=request.tombstones
+    )
     return protocol.encode_ok(request.id, RawPage([msgspec.Raw(d) for d in docs], next_key))
 
 

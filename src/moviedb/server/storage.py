@@ -41,6 +41,7 @@ def _add_buckets(db: sqlite3.Connection) -> None:
         [(i, digests.to_signed(d)) for i, d in enumerate(sums)],
     )
     db.execute("CREATE INDEX movies_by_bucket ON movies (bucket, key)")
+    db.execute("CREATE INDEX tombstones ON movies (key) WHERE deleted = 1")
 
 
 _MIGRATIONS: Final[tuple[tuple[str, str | Callable[[sqlite3.Connection], None]], ...]] = (
@@ -180,10 +181,13 @@ class Store:
         row = self._db.execute("SELECT doc FROM movies WHERE key = ?", (key,)).fetchone()
         return None if row is None else _decode_copy(row[0])
 
-    def list_raw(self, after: str | None, limit: int) -> tuple[list[bytes], str | None]:
+    def list_raw(
+        self, after: str | None, limit: int, *, tombstones: bool = False
+    ) -> tuple[list[bytes], str | None]:
         """One page of copies in key order, and the key to continue after (None at the end)."""
+        where = "deleted = 1 AND key > ?" if tombstones else "key > ?"
         rows = self._db.execute(
-            "SELECT key, doc FROM movies WHERE key > ? ORDER BY key LIMIT ?", (after or "", limit)
+            f"SELECT key, doc FROM movies WHERE {where} ORDER BY key LIMIT ?", (after or "", limit)
         ).fetchall()
         next_key = rows[-1][0] if len(rows) == limit else None
         return [row[1] for row in rows], next_key
