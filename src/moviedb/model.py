@@ -45,6 +45,9 @@ KNOWN_FIELDS: Final = (
     "plot",
 )
 LIST_FIELDS: Final = frozenset({"cast", "genres"})
+# Names an extra field cannot take: they label a copy's version and state wherever records are
+# shown field by field ("deleted" marks a tombstone in a comparison).
+RESERVED_NAMES: Final = frozenset({"extra", "deleted", "rev"})
 
 # Apostrophes and full stops vanish inside words ("Charlie's" -> "charlies", "L.A." -> "la");
 # every other punctuation mark separates words ("Spider-Man" -> "spider man").
@@ -159,10 +162,12 @@ def _check_extra(name: object, value: object) -> None:
         or not name
         or len(name) > 100
         or name in KNOWN_FIELDS
-        or name == "extra"
+        or name in RESERVED_NAMES
     ):
         raise InvalidMovie(
-            f"extra field {name!r}", "names must be 1-100 characters and not a standard field"
+            f"extra field {name!r}",
+            "names must be 1-100 characters, not a standard field and not one of "
+            + ", ".join(sorted(RESERVED_NAMES)),
         )
     if isinstance(value, str):
         _text(name, value, MAX_TEXT_CHARS)

@@ -30,6 +30,6 @@ def parse_address(text: str) -> Address:
             raise InvalidAddress(f"{text!r} is not a server address; {accepted}")
     if not host or any(c.isspace() for c in host):
         raise InvalidAddress(f"{text!r} has no host; {accepted}")
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+    if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         raise InvalidAddress(f"{text!r} has no valid port (1-65535); {accepted}")
     return Address(host, int(port_text))

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
 
+import msgspec
+
 from moviedb import protocol
 from moviedb.client.address import Address, parse_address
 from moviedb.client.connection import Connection, NotSent
@@ -133,7 +135,12 @@ class Cluster:
             error = reply.error
             message = f"{error.code}: {error.message}" if error else "error without detail"
             raise _Failure("error", message)
-        return protocol.decode_result(reply.result, kind), latency
+        try:
+            return protocol.decode_result(reply.result, kind), latency
+        except msgspec.ValidationError as exc:
+            # A result this client cannot read (a newer server, a damaged record) is that
+            # server's error; the other servers' answers still count.
+            raise _Failure("error", f"unreadable reply: {exc}") from None
 
     async def _each(
         self, servers: Sequence[Address], call: Callable[[Address], Awaitable[T]]

@@ -63,8 +63,11 @@ def load(path: Path) -> Config:
         raise ConfigError(f"cannot read {path}: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    entries = data.get("servers", [])
+    if not isinstance(entries, list):
+        raise ConfigError(f'{path}: servers must be a list: [[servers]] address = "HOST:PORT"')
     servers: list[Address] = []
-    for i, entry in enumerate(data.get("servers", [])):
+    for i, entry in enumerate(entries):
         address = entry.get("address") if isinstance(entry, dict) else None
         if not isinstance(address, str):
             raise ConfigError(f'{path}: servers[{i}] needs address = "HOST:PORT"')
@@ -73,7 +76,11 @@ def load(path: Path) -> Config:
         except InvalidAddress as exc:
             raise ConfigError(f"{path}: servers[{i}]: {exc}") from None
     timeout = data.get("timeout")
-    if timeout is not None and (not isinstance(timeout, int | float) or timeout <= 0):
+    if timeout is not None and (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout < float("inf")
+    ):
         raise ConfigError(f"{path}: timeout must be a positive number of seconds")
     return Config(path, list(dict.fromkeys(servers)), None if timeout is None else float(timeout))
 

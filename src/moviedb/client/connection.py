@@ -75,7 +75,11 @@ class Connection:
         except ReplyLost:
             if not reused:
                 raise
-        return await self._request_once(request)
+        try:
+            return await self._request_once(request)
+        except NotSent as exc:
+            # The first attempt left this process: whether it was applied is unknown.
+            raise ReplyLost(f"{exc}; an earlier attempt was sent, its outcome is unknown") from None
 
     async def _request_once(self, request: protocol.AnyRequest) -> RawReply:
         await self.connect()
