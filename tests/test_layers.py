@@ -13,7 +13,13 @@ import moviedb
 import moviedb.client
 
 SRC = Path(moviedb.__file__).parent
-CORE = {"moviedb.model", "moviedb.versions", "moviedb.protocol", "moviedb.errors"}
+CORE = {
+    "moviedb.model",
+    "moviedb.versions",
+    "moviedb.protocol",
+    "moviedb.digests",
+    "moviedb.errors",
+}
 
 
 def tier(module: str) -> str:
@@ -42,7 +48,9 @@ def module_name(path: Path) -> str:
 def imported(path: Path) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        if isinstance(node, ast.ImportFrom) and node.module == "moviedb" and node.level == 0:
+            names.update(f"moviedb.{alias.name}" for alias in node.names)  # from moviedb import x
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
