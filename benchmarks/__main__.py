@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from benchmarks.sync import sync
 from benchmarks.writes import writes
 
 
@@ -13,6 +14,7 @@ def main() -> None:
 
 
 main.add_command(writes)
+main.add_command(sync)
 
 if __name__ == "__main__":
     main()

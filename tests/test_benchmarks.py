@@ -12,3 +12,11 @@ def test_writes_benchmark_runs() -> None:
     assert result.exit_code == 0, result.output
     assert "group commit, 4 writers, writes/s" in result.output
     assert "ratio (group / single)" in result.output
+
+
+def test_sync_benchmark_runs() -> None:
+    result = CliRunner().invoke(main, ["sync", "--runs", "1", "--movies", "300", "--differ", "3"])
+    assert result.exit_code == 0, result.output
+    assert "sync, identical" in result.output
+    assert "sync, 3 differ" in result.output
+    assert "changed 3" in result.output  # the three edited movies, and only they, were repaired

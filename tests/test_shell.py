@@ -151,3 +151,57 @@ def test_keeps_history_across_sessions(
     second.child.expect_exact("quit")
     second.child.sendline("")
     assert second.close() == 0
+
+
+def put_on(server: ServerProcess, *args: str) -> None:
+    """Add a movie through one server only (so that servers differ)."""
+    from click.testing import CliRunner
+
+    from moviedb.cli import cli
+
+    result = CliRunner().invoke(cli, ["--servers", server.address, "add", *args])
+    assert result.exit_code == 0, result.output
+
+
+def test_delete_asks_first_and_writes_only_on_yes(
+    shell: Shell, three_servers: list[ServerProcess]
+) -> None:
+    shell.expect(PROMPT)
+    shell.run("add Heat --year 1995 --set director='Michael Mann'")
+    shell.child.sendline("delete heat")
+    shell.expect("write it to every server?")
+    shell.child.sendline("n")
+    assert "nothing was written" in shell.expect(PROMPT)
+    assert "Michael Mann" in shell.run("get heat")
+    shell.child.sendline("delete heat")
+    shell.expect("write it to every server?")
+    shell.child.sendline("y")
+    assert shell.expect(PROMPT).count("applied") == 3
+    assert "not found" in shell.run("get heat")
+
+
+def test_resolve_alone_walks_through_the_differing_fields(
+    shell: Shell, three_servers: list[ServerProcess]
+) -> None:
+    a, b, _ = three_servers
+    put_on(
+        a, "Solaris", "--year", "1972", "--set", "director=Andrei Tarkovsky", "--set", "rating=8"
+    )
+    put_on(
+        b, "Solaris", "--year", "1972", "--set", "director=Andrei Tarkovskiy", "--set", "rating=7"
+    )
+    shell.expect(PROMPT)
+    assert "conflict" in shell.run("get solaris")
+    shell.child.sendline("resolve solaris")
+    shell.expect("keep which director?")
+    shell.child.sendline("1")  # Tarkovsky, from the first server
+    shell.expect("keep which rating?")
+    shell.child.sendline("2")  # 7, from the second
+    shell.expect("write it to every server?")
+    shell.child.sendline("y")
+    written = shell.expect(PROMPT)
+    assert written.count("applied") == 3, written
+    out = shell.run("get --json solaris")
+    assert '"state": "agree"' in out
+    assert '"director": "Andrei Tarkovsky"' in out
+    assert '"rating": 7.0' in out
