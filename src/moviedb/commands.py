@@ -529,12 +529,13 @@ async def sync(
     ordered = {s: results_by_server[s] for s in the_plan.writes}
     outcome = SyncOutcome(False, the_plan, ordered, unreachable, difference, replayed)
     purged = 0
-    if title is None and not outcome.exit_code:
-        purged = await _purge_tombstones(cluster, time.time() - purge_after_days * 86400)
+    if difference is not None and not outcome.exit_code:
+        before = time.time() - purge_after_days * 86400
+        purged = await _purge_tombstones(cluster, before, difference)
     return SyncOutcome(False, the_plan, ordered, unreachable, difference, replayed, purged)
 
 
-async def _purge_tombstones(cluster: Cluster, written_before: float) -> int:
+async def _purge_tombstones(cluster: Cluster, written_before: float, compared: Difference) -> int:
     """Remove tombstones older than the grace period once every listed server holds them.
 
     Only when every listed server answers with the same catalog digest: then each holds the
@@ -543,6 +544,14 @@ async def _purge_tombstones(cluster: Cluster, written_before: float) -> int:
     infos = await cluster.hello()
     if not all(i.up for i in infos) or len({i.digest for i in infos}) != 1:
         return 0
+    # A server whose digest is the one it had when compared still stores `entries` copies; if
+    # they are all live (hello's count), no server holds a tombstone and nothing is listed, so
+    # a sync of identical catalogs costs a digest and a hello per server.
+    for info in infos:
+        if compared.catalog_digests.get(info.server) == info.digest:
+            if compared.entries[info.server] == info.movies:
+                return 0
+            break
     first = cluster.servers[0]
     old = [c async for c in cluster.scan(first, tombstones=True) if c.written_at < written_before]
     purged = 0
@@ -711,7 +720,9 @@ async def write_proposal(
     cluster: Cluster, proposal: Proposal, queue: WriteQueue | None = None
 ) -> WriteOutcome:
     """Write a confirmed resolution or tombstone to every server."""
-    results = await _write_everywhere(cluster, proposal.copy, queue)
     if queue is not None:
+        # Queued writes this one supersedes (conflicting branches among them) are moot; drop
+        # them first, so that a failure below queues the new write in their place.
         queue.drop_superseded(proposal.copy.key, proposal.copy)
-    return WriteOutcome(proposal.action, proposal.copy, results, "", proposal.differences)
+    results = await _write_everywhere(cluster, proposal.copy, queue)
+    return WriteOutcome(proposal.action, proposal.copy, results)

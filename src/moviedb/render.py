@@ -99,10 +99,17 @@ def _diff_json(diffs: list[FieldDiff]) -> list[dict[str, Any]]:
     ]
 
 
+def _read_status(result: ReadResult) -> str:
+    """A server holding only tombstones of what was asked for does not have it: `missing`."""
+    if result.status is ReadStatus.FOUND and all(c.deleted for c in result.copies):
+        return ReadStatus.MISSING.value
+    return result.status.value
+
+
 def _read_json(result: ReadResult) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "server": str(result.server),
-        "status": result.status.value,
+        "status": _read_status(result),
         "movies": [copy_json(c) for c in result.copies if not c.deleted],
     }
     if result.error:
@@ -323,7 +330,7 @@ def _status_line(results: list[ReadResult]) -> Text:
         if i:
             line.append(", ")
         line.append(f"{result.server} ")
-        line.append_text(_styled(result.status.value))
+        line.append_text(_styled(_read_status(result)))
         if result.error and result.status is not ReadStatus.MISSING:
             line.append(f" ({result.error})", style="dim")
     return line
@@ -585,7 +592,7 @@ def render_sync(console: Console, outcome: SyncOutcome) -> None:
     if outcome.failed:
         summary.append(f", {outcome.failed} not acknowledged (queued)", style="magenta")
     if outcome.purged:
-        summary.append(f", {outcome.purged} tombstones purged")
+        summary.append(f", {outcome.purged} tombstone{'s' if outcome.purged != 1 else ''} purged")
     console.print(summary)
     if outcome.plan.conflicts:
         console.print("conflicts are never decided by sync: see `resolve`", style="dim")

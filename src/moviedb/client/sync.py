@@ -32,11 +32,12 @@ class Difference:
     results: list[ReadResult]  # one per answering server: its copies of the differing keys
     unreachable: dict[Address, str] = field(default_factory=dict)
     entries: dict[Address, int] = field(default_factory=dict)  # copies each server stores
+    catalog_digests: dict[Address, str] = field(default_factory=dict)  # each server's digest
     buckets_compared: int = 0
     buckets_differing: int = 0
     keys_listed: int = 0
     copies_fetched: int = 0
-    agreeing_entries: int = 0  # copies in buckets that agree everywhere (per server)
+    agreeing_entries: int = 0  # copies whose revision is the same everywhere (per server)
 
     @property
     def reachable(self) -> list[Address]:
@@ -86,7 +87,12 @@ async def diff(
             unreachable[server] = reply
         else:
             found[server] = reply
-    result = Difference([], unreachable, {s: d.entries for s, d in found.items()})
+    result = Difference(
+        [],
+        unreachable,
+        {s: d.entries for s, d in found.items()},
+        catalog_digests={s: d.digest for s, d in found.items()},
+    )
     if not found:
         return result
     if len({d.digest for d in found.values()}) == 1:
@@ -120,10 +126,6 @@ async def diff(
     await _bounded(list_one(s, b) for s, b in tasks)
     answering = [s for s in found if s not in unreachable]
     result.keys_listed = sum(len(listed[s]) for s in answering)
-    first = answering[0] if answering else None
-    if first is not None:
-        in_differing = len(listed[first])
-        result.agreeing_entries = found[first].entries - in_differing
 
     # Keys whose revisions differ (or that some server lacks); one fetch per distinct revision.
     all_keys = sorted({k for s in answering for k in listed[s]})
@@ -153,6 +155,12 @@ async def diff(
     result.copies_fetched = len(fetched)
     answering = [s for s in answering if s not in unreachable]
     differing_keys = sorted({k for keys in wanted.values() for k in keys})
+    if answering:
+        # Copies that agree everywhere: those outside the differing buckets and those inside
+        # them whose revision is the same on every server.
+        first = listed[answering[0]]
+        held = sum(key in first for key in differing_keys)
+        result.agreeing_entries = found[answering[0]].entries - held
     for server in answering:
         copies = []
         for key in differing_keys:
