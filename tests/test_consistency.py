@@ -19,8 +19,9 @@ import pytest
 from click.testing import CliRunner
 
 from moviedb.cli import cli
-from moviedb.client import Cluster, WriteStatus
+from moviedb.client import Cluster, WriteResult, WriteStatus
 from moviedb.client.address import Address, parse_address
+from moviedb.commands import WriteOutcome
 from moviedb.model import Movie
 from moviedb.protocol import StatsResult
 from moviedb.versions import Copy, first_copy
@@ -56,6 +57,14 @@ class Moviedb:
     def json(self, *args: str, servers: list[ServerProcess] | None = None) -> tuple[int, Any]:
         code, output = self("--json", *args, servers=servers)
         return code, json.loads(output)
+
+    def configured(self, *args: str) -> tuple[int, Any]:
+        """`moviedb --json ARGS` on the configured server list (no --servers), as JSON."""
+        for server in self.servers:
+            CliRunner().invoke(cli, ["addserver", server.address], env=self.env)
+        argv = ["--json", "--timeout", str(self.timeout), *args]
+        result = CliRunner().invoke(cli, argv, env=self.env, catch_exceptions=False)
+        return result.exit_code, json.loads(result.output)
 
 
 @pytest.fixture
@@ -529,21 +538,11 @@ def requests_of_a_second_sync(moviedb: Moviedb) -> list[dict[str, int]]:
     return [new_requests(b, a) for b, a in zip(before, after, strict=True)]
 
 
-def test_sync_of_identical_catalogs_lists_and_fetches_nothing(moviedb: Moviedb) -> None:
-    # The hello is the tombstone purge's check: its live count, against the digest's count of
-    # stored copies, says there is no tombstone to list.
-    assert requests_of_a_second_sync(moviedb) == [{"digest": 1, "hello": 1}] * 3
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="the digest reply has no tombstone count (DigestResult.entries counts tombstones "
-    "too; only hello carries the live count), so sync's tombstone-purge check sends each server "
-    "a hello; docs/consistency.md says equal digests are all that crosses the network",
-)
 def test_sync_of_identical_catalogs_asks_each_server_for_its_digest_only(
     moviedb: Moviedb,
 ) -> None:
+    """Equal digests are all that crosses the network: no listing, no fetch, no write (and no
+    tombstone listing: the digest says each server holds none)."""
     assert requests_of_a_second_sync(moviedb) == [{"digest": 1}] * 3
 
 
@@ -638,7 +637,10 @@ def test_tombstones_are_purged_only_when_every_listed_server_holds_them(
 
     second.kill()
     assert moviedb("delete", "Alien", "--yes")[0] == 4
+    # --servers names a subset of some list: a purge needs the configured list.
     code, synced = moviedb.json("sync", "--purge-after", "0")
+    assert (code, synced["purged"]) == (4, 0)
+    code, synced = moviedb.configured("sync", "--purge-after", "0")
     assert code == 4
     assert synced["purged"] == 0
     assert [u["server"] for u in synced["unreachable"]] == [second.address]
@@ -648,7 +650,7 @@ def test_tombstones_are_purged_only_when_every_listed_server_holds_them(
     second.restart()
     other = Moviedb(three_servers, state=tmp_path / "other-client")
     assert [c.deleted for c in stored(second, "Alien")] == [False]
-    code, synced = other.json("sync", "--purge-after", "0")
+    code, synced = other.configured("sync", "--purge-after", "0")
     assert code == 0, synced
     assert [(w["server"], w["title"], w["deleted"]) for w in synced["plan"]] == [
         (second.address, "Alien", True)
@@ -682,3 +684,61 @@ def test_serverlist_shows_each_digest_and_they_are_equal_after_sync(moviedb: Mov
     assert listing["in_sync"] is True
     code, text = moviedb("serverlist")
     assert "in sync" in text
+
+
+# --- deletes that conflict ------------------------------------------------------------------------
+
+
+def test_a_conflict_between_an_edit_and_a_delete_shows_and_resolves_the_fields(
+    moviedb: Moviedb,
+) -> None:
+    first, second, _ = moviedb.servers
+    assert moviedb(*ALIEN)[0] == 0
+    assert moviedb("edit", "Alien", "--set", "rating=9", servers=[first])[0] == 0
+    assert moviedb("delete", "Alien", "--yes", servers=[second])[0] == 0
+    code, got = moviedb.json("get", "Alien")
+    (view,) = got["movies"]
+    assert view["state"] == "conflict"
+    # Only what really differs: the delete, and the rating (the tombstone keeps its last record).
+    assert [d["field"] for d in view["differences"]] == ["deleted", "rating"]
+
+    # Undecided: both fields are named, and nothing else.
+    code, refused = moviedb.json("resolve", "Alien", "--set", "rating=9", "--yes")
+    assert code == 2
+    assert "deleted" in refused["error"]["message"]
+    code, written = moviedb.json(
+        "resolve", "Alien", "--set", "rating=9", "--set", "deleted=false", "--yes"
+    )
+    assert code == 0, written
+    code, got = moviedb.json("get", "Alien")
+    (view,) = got["movies"]
+    assert (view["state"], view["agree"], view["versions"][0]["rating"]) == ("agree", True, 9.0)
+    assert not view["deleted"]
+
+
+def test_add_after_two_independent_deletes_supersedes_both(moviedb: Moviedb) -> None:
+    first, second, _ = moviedb.servers
+    assert moviedb(*ALIEN, servers=[first, second])[0] == 0
+    assert moviedb("edit", "Alien", "--set", "rating=9", servers=[first])[0] == 0
+    assert moviedb("delete", "Alien", "--yes", servers=[first])[0] == 0
+    assert moviedb("delete", "Alien", "--yes", servers=[second])[0] == 0
+    code, _ = moviedb.json("get", "Alien")
+    assert code == 1  # deleted everywhere it is held, in two concurrent tombstones
+    code, added = moviedb.json(*ALIEN)
+    assert code == 0, added
+    assert [s["status"] for s in added["servers"]] == ["applied"] * 3
+    code, got = moviedb.json("get", "Alien")
+    assert (code, got["movies"][0]["agree"]) == (0, True)
+
+
+def test_a_write_every_server_refuses_exits_5_not_3() -> None:
+    """Refusals are answers (each server holds a version this one does not beat): exit 5, not
+    3 (no server reachable)."""
+    servers = [Address("127.0.0.1", 7001), Address("127.0.0.1", 7002)]
+    old = first_copy(Movie(title="Alien", year=1979))
+    refused = [WriteResult(s, WriteStatus.STALE) for s in servers]
+    assert WriteOutcome("add", old, refused).exit_code == 5
+    down = [WriteResult(s, WriteStatus.UNREACHABLE) for s in servers]
+    assert WriteOutcome("add", old, down).exit_code == 3
+    mixed = [WriteResult(servers[0], WriteStatus.APPLIED), refused[1]]
+    assert WriteOutcome("add", old, mixed).exit_code == 4

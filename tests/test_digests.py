@@ -122,11 +122,13 @@ def test_purge_removes_only_that_tombstone(tmp_path: Path) -> None:
     store.apply([gone])
     (kept,), _ = store.apply([PurgeTombstone(alien.key, alien.rev)])
     assert kept == Purged(False, gone)  # not that revision
+    (young,), _ = store.apply([PurgeTombstone(gone.key, gone.rev, min_age=3600)])
+    assert young == Purged(False, gone)  # stored here less than an hour ago, by this clock
     (purged,), change = store.apply([PurgeTombstone(gone.key, gone.rev)])
     assert purged == Purged(True, None)
     assert store.get_copy(alien.key) is None
     assert store.bucket_digests() == [0] * digests.BUCKETS
-    assert change.live_delta == 0
+    assert (change.live_delta, change.entries_delta) == (0, -1)
     store.close()
 
 
@@ -150,7 +152,7 @@ def test_an_old_database_gets_its_buckets_on_open(tmp_path: Path) -> None:
     db.close()
     store = Store(path)
     try:
-        assert store.migrations() == ["0001_movies", "0002_buckets"]
+        assert store.migrations() == ["0001_movies", "0002_buckets", "0003_stored_at"]
         assert store.bucket_digests() == recomputed(store)
         assert digests.combine(store.bucket_digests()) == digests.combine(
             digests.entry_hash(c.key, c.rev) for c in copies

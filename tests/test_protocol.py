@@ -292,6 +292,7 @@ def test_encode_ok_with_a_string_id_and_a_struct() -> None:
             "movies": 2,
             "software": "x",
             "digest": "",
+            "tombstones": 0,
         },
     }
 

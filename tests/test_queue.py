@@ -18,17 +18,18 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from moviedb.client.address import Address
-from moviedb.client.cluster import Cluster, WriteStatus
+from moviedb.client.cluster import Cluster, WriteResult, WriteStatus
 from moviedb.client.queue import (
     FILE_NAME,
     PendingSummary,
     QueuedWrite,
     WriteQueue,
+    needs_queueing,
     replay,
 )
 from moviedb.model import Movie, validate
 from moviedb.server.app import MoviedbServer
-from moviedb.versions import Copy, Relation, child, compare, first_copy
+from moviedb.versions import Copy, Decision, Relation, child, compare, decide, first_copy
 from tests.conftest import StartServers
 
 HOST = "127.0.0.1"
@@ -134,13 +135,18 @@ def test_an_older_or_the_same_write_does_not_replace_a_newer_one(queue: WriteQue
     assert [(e.copy, e.reason, e.queued_at) for e in queue.entries()] == [(v2, "unreachable", 10.0)]
 
 
-def test_a_conflicting_later_write_replaces_the_queued_one(queue: WriteQueue) -> None:
+def test_a_conflicting_later_write_is_queued_beside_the_other(queue: WriteQueue) -> None:
+    """Neither may be dropped: when no server acknowledged either, the queue holds the only
+    record of each. A write superseding both then replaces both."""
     base = make("Alien", 1979)
     left, right = edit(base, director="Ridley Scott"), edit(base, director="R. Scott")
     assert compare(left, right) is Relation.CONFLICT
     queue.add(A, left, "unreachable", now=10.0)
     queue.add(A, right, "unreachable", now=20.0)
-    assert [e.copy for e in queue.entries()] == [right]
+    assert [e.copy for e in queue.entries()] == [left, right]
+    resolution = child([left, right], msgspec.structs.replace(left.movie, director="RS"))
+    queue.add(A, resolution, "unreachable", now=30.0)
+    assert [(e.copy, e.queued_at) for e in queue.entries()] == [(resolution, 10.0)]
 
 
 def test_one_entry_per_server_and_movie(queue: WriteQueue) -> None:
@@ -424,7 +430,10 @@ async def test_a_conflicting_write_is_kept_as_a_conflict(
         assert (entry.copy, entry.state, entry.current_rev) == (mine, "conflict", theirs.rev)
         assert queue.summary()[server] == PendingSummary(1, 1, 1.0)
 
-        assert (await replay(queue, cluster, budget=10.0, now=3.0)).servers == {}  # not resent
+        # Sent again (the server decides; it may have been resolved meanwhile): still a conflict.
+        again = await replay(queue, cluster, budget=10.0, now=3.0)
+        assert (again.conflicts, again.delivered) == (1, 0)
+        assert [e.state for e in queue.entries()] == ["conflict"]
         assert await catalog(cluster, server) == [theirs]
 
         resolution = child([mine, theirs], msgspec.structs.replace(mine.movie, director="RS"))
@@ -562,23 +571,33 @@ plans = st.dictionaries(
 
 
 def expected(plan: dict[str, tuple[str | None, list[str]]]) -> tuple[list[Copy], set[str]]:
-    """The server's catalog after a replay, and the revisions left in the queue (conflicts)."""
+    """The server's catalog after a replay, and the revisions left in the queue (conflicts).
+
+    The model of the queue: a write already queued, or superseded by a queued one, changes
+    nothing; a newer write replaces what it supersedes (keeping the first queued time); a
+    concurrent one joins. Replay sends them oldest first and the server applies its rule.
+    """
     stored: list[Copy] = []
     conflicts: set[str] = set()
     for title, (seed, queued) in sorted(plan.items()):
         versions = FAMILIES[title]
-        write = versions[queued[0]]
-        for name in queued[1:]:
-            if compare(versions[name], write) in (Relation.NEWER, Relation.CONFLICT):
-                write = versions[name]
+        entries: list[tuple[float, int, Copy]] = []
+        for order, name in enumerate(queued):
+            new = versions[name]
+            if any(compare(new, c) in (Relation.SAME, Relation.OLDER) for *_, c in entries):
+                continue
+            replaced = [e for e in entries if compare(new, e[2]) is Relation.NEWER]
+            first = min([float(order), *(e[0] for e in replaced)])
+            entries = [e for e in entries if e not in replaced] + [(first, order, new)]
         held = None if seed is None else versions[seed]
-        relation = None if held is None else compare(write, held)
-        if held is None or relation is Relation.NEWER:
-            stored.append(write)
-        else:
-            stored.append(held)
-            if relation is Relation.CONFLICT:
+        for *_, write in sorted(entries, key=lambda e: (e[0], e[1])):
+            decision = decide(held, write)
+            if decision is Decision.APPLY:
+                held = write
+            elif decision is Decision.CONFLICT:
                 conflicts.add(write.rev)
+        assert held is not None
+        stored.append(held)
     return sorted(stored, key=lambda c: c.key), conflicts
 
 
@@ -623,3 +642,49 @@ async def replay_times(
     assert {rev for _, _, rev, _ in first_queue} == conflicts
     assert all(state == "conflict" for *_, state in first_queue)
     assert outcomes == [outcomes[0]] * times
+
+
+async def test_a_write_refused_for_what_it_is_is_dropped_and_blocks_nothing(
+    queue: WriteQueue, tmp_path: Path
+) -> None:
+    """A record the server will never take (here: over its line limit) leaves the queue; the
+    writes queued after it are delivered. Transient errors keep their entries."""
+    from moviedb.server.app import Limits
+
+    server = MoviedbServer(tmp_path / "small.sqlite3", limits=Limits(max_line=4000))
+    address = Address(HOST, await server.start(HOST, [0]))
+    try:
+        big = make("Epic", plot="x" * 5000)
+        small = [make(f"Short {i}") for i in range(3)]
+        queue.add(address, big, "error", now=1.0)
+        for i, copy in enumerate(small):
+            queue.add(address, copy, "unreachable", now=2.0 + i)
+        async with asyncio.timeout(TIMEOUT), Cluster([address]) as cluster:
+            report = await replay(queue, cluster, budget=10.0, now=10.0)
+            result = report.servers[address]
+            assert (result.delivered, result.still_queued) == (3, 0)
+            assert result.error is not None
+            assert result.error.startswith("line_too_long")
+            assert await catalog(cluster, address) == sorted(small, key=lambda c: c.key)
+        assert queue.entries() == []
+    finally:
+        await server.stop()
+
+
+def test_which_write_outcomes_are_queued() -> None:
+    server = Address(HOST, 7001)
+    queued = {
+        WriteStatus.UNREACHABLE: None,
+        WriteStatus.UNKNOWN: "no answer within 2 s",
+        WriteStatus.ERROR: "storage_error: the database refused the write: disk full",
+    }
+    for status, error in queued.items():
+        assert needs_queueing(WriteResult(server, status, error=error))
+    for status, error in {
+        WriteStatus.ERROR: "invalid_movie: rating: 11 is out of range",
+        WriteStatus.APPLIED: None,
+        WriteStatus.UNCHANGED: None,
+        WriteStatus.STALE: None,
+        WriteStatus.CONFLICT: None,
+    }.items():
+        assert not needs_queueing(WriteResult(server, status, error=error))

@@ -258,7 +258,15 @@ def writer_gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[WriterGate]:
 async def test_hello_result_fields(inproc_server: MoviedbServer) -> None:
     async with connect(inproc_server.port) as client:
         result = await client.hello(request_id=1)
-    assert set(result) == {"protocol", "name", "server_id", "movies", "software", "digest"}
+    assert set(result) == {
+        "protocol",
+        "name",
+        "server_id",
+        "movies",
+        "software",
+        "digest",
+        "tombstones",
+    }
     assert result["digest"] == "0" * 16
     assert result["protocol"] == protocol.PROTOCOL_VERSION
     assert result["name"] == "inproc"

@@ -311,7 +311,8 @@ def sync(title: str | None, year: int | None, dry_run: bool, purge_after: float)
                 dry_run=dry_run,
                 queue=session.queue,
                 progress=progress,
-                purge_after_days=purge_after,
+                # Purging needs every server of the list: not with a --servers subset.
+                purge_after_days=None if session.servers_override else purge_after,
             )
         )
     if session.json_output:

@@ -15,7 +15,14 @@ from dataclasses import dataclass, field
 from moviedb.client.address import Address, parse_address
 from moviedb.client.cluster import Cluster, ReadResult, ServerInfo, WriteResult, WriteStatus
 from moviedb.client.config import Config, save
-from moviedb.client.queue import PendingSummary, QueuedWrite, ReplayReport, WriteQueue, replay
+from moviedb.client.queue import (
+    PendingSummary,
+    QueuedWrite,
+    ReplayReport,
+    WriteQueue,
+    needs_queueing,
+    replay,
+)
 from moviedb.client.reconcile import FieldDiff, Group, MovieView, field_differences, reconcile
 from moviedb.client.sync import Difference, Plan, Progress, diff, plan
 from moviedb.errors import ServerUnavailable
@@ -96,7 +103,7 @@ async def get(
             targets = [s for g in view.groups if g.copy.rev != newest.rev for s in g.servers]
             targets += view.missing
             written = await cluster.put({server: newest for server in targets})
-            _queue_unacknowledged(queue, {r.server: newest for r in written}, written)
+            await _queue_unacknowledged(queue, {r.server: newest for r in written}, written)
             repairs.append(Repair(view, newest, written))
     return GetOutcome(title, year, results, views, repairs)
 
@@ -127,7 +134,12 @@ class WriteOutcome:
         stored = sum(r.stored for r in self.results)
         if stored == len(self.results):
             return OK
-        return PARTIAL_WRITE if stored else NO_SERVER
+        if stored:
+            return PARTIAL_WRITE
+        refused = (WriteStatus.STALE, WriteStatus.CONFLICT)
+        if all(r.status in refused for r in self.results):
+            return REFUSED  # every server answered, and each holds a version this does not beat
+        return NO_SERVER
 
 
 async def _read_key(cluster: Cluster, movie: Movie) -> tuple[list[ReadResult], MovieView | None]:
@@ -151,20 +163,18 @@ def _conflict_message(view: MovieView) -> str:
     )
 
 
-# Write outcomes that leave the server's state unknown or unchanged for a reason that may pass.
-_UNACKNOWLEDGED = frozenset({WriteStatus.UNREACHABLE, WriteStatus.UNKNOWN, WriteStatus.ERROR})
-
-
-def _queue_unacknowledged(
+async def _queue_unacknowledged(
     queue: WriteQueue | None, copies: dict[Address, Copy], results: Sequence[WriteResult]
 ) -> None:
-    """Keep every write a server did not acknowledge in the durable queue, for replay."""
+    """Keep every write a server did not acknowledge (and may accept later) in the durable
+    queue, for replay. The queue's commit waits for an fsync: it runs off the event loop."""
     if queue is None:
         return
-    now = time.time()
-    for result in results:
-        if result.status in _UNACKNOWLEDGED:
-            queue.add(result.server, copies[result.server], result.status.value, now=now)
+    pending = [
+        (r.server, copies[r.server], r.status.value, r.error) for r in results if needs_queueing(r)
+    ]
+    if pending:
+        await asyncio.to_thread(queue.add_many, pending, now=time.time())
 
 
 async def _write_everywhere(
@@ -172,7 +182,7 @@ async def _write_everywhere(
 ) -> list[WriteResult]:
     copies = {address: copy for address in cluster.servers}
     results = await cluster.put(copies)
-    _queue_unacknowledged(queue, copies, results)
+    await _queue_unacknowledged(queue, copies, results)
     return results
 
 
@@ -187,8 +197,15 @@ async def add(
     if view is None or not view.live or (current is not None and current.deleted):
         # Nowhere, or deleted: a fresh copy. After a delete it is a child of the tombstone, so
         # it supersedes the delete on purpose, where an old copy coming back could not.
-        base = current if view is not None else None
-        copy = child([base], movie, now=now) if base is not None else first_copy(movie, now=now)
+        # Deletes made independently conflict with each other: the re-add supersedes them all.
+        parents = (
+            []
+            if view is None
+            else [current]
+            if current is not None
+            else [g.copy for g in view.groups]
+        )
+        copy = child(parents, movie, now=now) if parents else first_copy(movie, now=now)
         return WriteOutcome("add", copy, await _write_everywhere(cluster, copy, queue))
     if current is None:
         return WriteOutcome("add", None, [], _conflict_message(view), refused=True)
@@ -362,7 +379,7 @@ class ServerListOutcome:
 
 
 async def serverlist(cluster: Cluster, queue: WriteQueue | None = None) -> ServerListOutcome:
-    pending = queue.summary() if queue is not None else {}
+    pending = await asyncio.to_thread(queue.summary) if queue is not None else {}
     return ServerListOutcome(await cluster.hello(), pending)
 
 
@@ -417,7 +434,7 @@ async def replay_pending(
 
     A write cut off by the budget stays queued (its outcome is unknown; replay is idempotent).
     """
-    servers = [s for s in queue.summary() if s in cluster.servers]
+    servers = [s for s in await asyncio.to_thread(queue.summary) if s in cluster.servers]
     if not servers:
         return None
     try:
@@ -484,13 +501,13 @@ async def sync(
     dry_run: bool = False,
     queue: WriteQueue | None = None,
     progress: Progress | None = None,
-    purge_after_days: float = TOMBSTONE_GRACE_DAYS,
+    purge_after_days: float | None = TOMBSTONE_GRACE_DAYS,
 ) -> SyncOutcome:
     """Bring every reachable server up to date: the newest version of each movie (tombstones
     too) to every server holding an older one or none. Conflicts are listed, never decided."""
     replayed = None
     if queue is not None and not dry_run:
-        servers = [s for s in queue.summary() if s in cluster.servers]
+        servers = [s for s in await asyncio.to_thread(queue.summary) if s in cluster.servers]
         if servers:
             replayed = await replay(queue, cluster, servers=servers, budget=60.0, now=time.time())
     difference: Difference | None = None
@@ -517,10 +534,13 @@ async def sync(
         results = await cluster.put_many(server, copies)
         results_by_server[server] = results
         if queue is not None:
-            now = time.time()
-            for copy, result in zip(copies, results, strict=True):
-                if result.status in _UNACKNOWLEDGED:
-                    queue.add(server, copy, result.status.value, now=now)
+            pending = [
+                (server, copy, result.status.value, result.error)
+                for copy, result in zip(copies, results, strict=True)
+                if needs_queueing(result)
+            ]
+            if pending:
+                await asyncio.to_thread(queue.add_many, pending, now=time.time())
         done += len(copies)
         if progress:
             progress("write", done, total)
@@ -529,38 +549,46 @@ async def sync(
     ordered = {s: results_by_server[s] for s in the_plan.writes}
     outcome = SyncOutcome(False, the_plan, ordered, unreachable, difference, replayed)
     purged = 0
-    if difference is not None and not outcome.exit_code:
-        before = time.time() - purge_after_days * 86400
-        purged = await _purge_tombstones(cluster, before, difference)
+    if difference is not None and purge_after_days is not None and not outcome.exit_code:
+        purged = await _purge_tombstones(
+            cluster, purge_after_days * 86400, difference, wrote=bool(the_plan.writes)
+        )
     return SyncOutcome(False, the_plan, ordered, unreachable, difference, replayed, purged)
 
 
-async def _purge_tombstones(cluster: Cluster, written_before: float, compared: Difference) -> int:
-    """Remove tombstones older than the grace period once every listed server holds them.
+async def _purge_tombstones(
+    cluster: Cluster, min_age: float, compared: Difference, *, wrote: bool
+) -> int:
+    """Remove tombstones once every listed server holds them and each has held them for
+    `min_age` seconds by its own clock (a client's clock never decides).
 
-    Only when every listed server answers with the same catalog digest: then each holds the
-    very same tombstones, and none of them can bring a purged movie back.
+    Only when every listed server reports the same catalog digest: then each holds the very
+    same tombstones. A server where a tombstone is younger keeps it, and the next sync spreads
+    it back to the others: a partial purge never lets the movie return.
     """
-    infos = await cluster.hello()
-    if not all(i.up for i in infos) or len({i.digest for i in infos}) != 1:
-        return 0
-    # A server whose digest is the one it had when compared still stores `entries` copies; if
-    # they are all live (hello's count), no server holds a tombstone and nothing is listed, so
-    # a sync of identical catalogs costs a digest and a hello per server.
-    for info in infos:
-        if compared.catalog_digests.get(info.server) == info.digest:
-            if compared.entries[info.server] == info.movies:
-                return 0
-            break
     first = cluster.servers[0]
-    old = [c async for c in cluster.scan(first, tombstones=True) if c.written_at < written_before]
+    if wrote:  # the comparison's digests are out of date: ask again (cheaply)
+        infos = await cluster.hello()
+        if not all(i.up for i in infos) or len({i.digest for i in infos}) != 1:
+            return 0
+        tombstones = infos[0].tombstones
+    else:
+        held = compared.catalog_digests
+        if len(held) != len(cluster.servers) or len(set(held.values())) != 1:
+            return 0
+        tombstones = compared.tombstones.get(first, 0)
+    if not tombstones:
+        return 0
     purged = 0
-    for copy in old:
-        outcomes = await asyncio.gather(
-            *(cluster.purge(s, copy.key, copy.rev) for s in cluster.servers),
-            return_exceptions=True,
-        )
-        purged += all(o is True for o in outcomes)
+    try:
+        async for copy in cluster.scan(first, tombstones=True):
+            outcomes = await asyncio.gather(
+                *(cluster.purge(s, copy.key, copy.rev, min_age=min_age) for s in cluster.servers),
+                return_exceptions=True,
+            )
+            purged += all(o is True for o in outcomes)
+    except ServerUnavailable:
+        pass  # the rest waits for the next sync
     return purged
 
 
@@ -633,6 +661,15 @@ def _holder_copy(view: MovieView, server: Address) -> Copy:
     raise CommandError(f"{server} holds no copy of {view.title}; copies are on {holders}")
 
 
+def _yes_or_no(value: object) -> bool:
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise CommandError(f"--set deleted={value}: accepted: true or false")
+
+
 def _movie_from_values(values: dict[str, object]) -> Movie:
     known = {k: v for k, v in values.items() if k in KNOWN_FIELDS}
     extra = {k: v for k, v in values.items() if k not in KNOWN_FIELDS}
@@ -677,7 +714,9 @@ async def resolve_plan(
                 values[name] = value
         decided.add(name)
     for name, value in changes.items():
-        if value is None:
+        if name == "deleted":
+            deleted = _yes_or_no(value)
+        elif value is None:
             values.pop(name, None)
         else:
             values[name] = value
@@ -723,6 +762,6 @@ async def write_proposal(
     if queue is not None:
         # Queued writes this one supersedes (conflicting branches among them) are moot; drop
         # them first, so that a failure below queues the new write in their place.
-        queue.drop_superseded(proposal.copy.key, proposal.copy)
+        await asyncio.to_thread(queue.drop_superseded, proposal.copy.key, proposal.copy)
     results = await _write_everywhere(cluster, proposal.copy, queue)
-    return WriteOutcome(proposal.action, proposal.copy, results)
+    return WriteOutcome(proposal.action, proposal.copy, results, "", proposal.differences)

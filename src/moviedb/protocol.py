@@ -92,6 +92,7 @@ class Purge(Request, tag="purge"):
 
     key: str
     rev: str
+    min_age: float = 0.0  # seconds since this server stored it, by the server's own clock
 
 
 class Stats(Request, tag="stats"):
@@ -114,11 +115,13 @@ class HelloResult(msgspec.Struct):
     movies: int
     software: str
     digest: str = ""  # the catalog digest: equal on servers that hold the same versions
+    tombstones: int = 0  # deleted movies still stored (see purge)
 
 
 class DigestResult(msgspec.Struct):
     digest: str  # XOR of every bucket digest, 16 hex digits
     entries: int  # stored copies, tombstones included
+    tombstones: int  # of which deleted
     buckets: list[str]  # digests.BUCKETS digests, 16 hex digits each, in bucket order
 
 

@@ -228,13 +228,12 @@ def sync_json(outcome: SyncOutcome) -> dict[str, Any]:
         "purged": outcome.purged,
         "plan": _plan_json(outcome),
     }
-    if outcome.results:
-        doc["writes"] = [
-            _write_result_json(r) | {"rev": c.rev, "title": c.movie.title, "year": c.movie.year}
-            for server, copies in outcome.plan.writes.items()
-            for c, r in zip(copies, outcome.results.get(server, []), strict=False)
-            if not r.stored
-        ]
+    doc["writes"] = [
+        _write_result_json(r) | {"rev": c.rev, "title": c.movie.title, "year": c.movie.year}
+        for server, copies in outcome.plan.writes.items()
+        for c, r in zip(copies, outcome.results.get(server, []), strict=False)
+        if not r.stored
+    ]
     if outcome.replayed is not None:
         doc["replayed"] = _replay_json(outcome.replayed)
     if outcome.difference is not None:
@@ -368,7 +367,10 @@ def render_view(console: Console, view: MovieView) -> None:
         table.add_column(f"{_servers(group.servers)}\n{group.copy.rev[:10]}")
     differing = {d.field for d in view.differences}
     values = [
-        {"deleted": "yes"} if g.copy.deleted else field_values(g.copy.movie) for g in view.groups
+        {"deleted": "yes", **field_values(g.copy.movie)}
+        if g.copy.deleted
+        else field_values(g.copy.movie)
+        for g in view.groups
     ]
     names = [n for n in ("deleted", *KNOWN_FIELDS) if any(n in v for v in values)]
     names += sorted({n for v in values for n in v} - set(names))
@@ -417,7 +419,18 @@ def _diff_table(diffs: list[FieldDiff], labels: tuple[str, str]) -> Table:
 
 
 def render_write(console: Console, outcome: WriteOutcome) -> None:
-    if outcome.differences:
+    if outcome.action in ("resolve", "delete") and outcome.copy is not None:
+        # Several versions were replaced at once: show what now stands, not a before/after.
+        what = "deleted" if outcome.copy.deleted else "resolved to"
+        console.print(f"{escape(_movie_name(outcome.copy))} {what}:")
+        table = Table(show_header=False, box=None, padding=(0, 2, 0, 2))
+        table.add_column(style="cyan")
+        table.add_column()
+        for name, value in _record_rows(outcome.copy):
+            table.add_row(name, value)
+        if not outcome.copy.deleted:
+            console.print(table)
+    elif outcome.differences:
         labels = ("stored", "requested") if outcome.refused else ("before", "after")
         console.print(_diff_table(outcome.differences, labels))
     if outcome.message:

@@ -77,6 +77,7 @@ class ServerInfo:
     latency: float | None = None
     error: str | None = None
     digest: str | None = None  # equal on servers that hold the same version of every movie
+    tombstones: int = 0
 
 
 class _Failure(Exception):
@@ -159,7 +160,14 @@ class Cluster:
             except _Failure as exc:
                 return ServerInfo(address, up=False, error=exc.message)
             return ServerInfo(
-                address, True, info.name, info.server_id, info.movies, latency, digest=info.digest
+                address,
+                True,
+                info.name,
+                info.server_id,
+                info.movies,
+                latency,
+                digest=info.digest,
+                tombstones=info.tombstones,
             )
 
         return await self._each(self.servers, one)
@@ -260,12 +268,12 @@ class Cluster:
             copies.extend(found.copies)
         return copies
 
-    async def purge(self, address: Address, key: str, rev: str) -> bool:
-        """Remove a tombstone from one server if it still stores that revision; True if gone."""
+    async def purge(self, address: Address, key: str, rev: str, *, min_age: float = 0.0) -> bool:
+        """Remove a tombstone from one server if it still stores that revision and has held it
+        for `min_age` seconds (by the server's clock); True if gone."""
+        request = protocol.Purge(key=key, rev=rev, min_age=min_age)
         try:
-            result, _ = await self._call(
-                address, protocol.Purge(key=key, rev=rev), protocol.PurgeResult
-            )
+            result, _ = await self._call(address, request, protocol.PurgeResult)
         except _Failure as exc:
             raise ServerUnavailable(f"{address}: {exc.message}") from None
         return result.status == "purged"

@@ -1,8 +1,8 @@
 """The client's durable queue of writes a server did not acknowledge, and their replay.
 
-One SQLite file (`queue.sqlite3` in the client's state directory) holds at most one write per
-server and movie. Replaying is safe any number of times: a server stores a revision once and
-answers "same" to it afterwards.
+One SQLite file (`queue.sqlite3` in the client's state directory) holds, per server and movie,
+the newest write (two only when they are concurrent versions: neither is dropped). Replaying is
+safe any number of times: a server stores a revision once and answers "same" to it afterwards.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 import msgspec
 
 from moviedb.client.address import Address
-from moviedb.client.cluster import Cluster, WriteStatus
+from moviedb.client.cluster import Cluster, WriteResult, WriteStatus
 from moviedb.client.config import state_dir
 from moviedb.versions import Copy, Relation, compare
 
@@ -48,7 +48,7 @@ _MIGRATIONS: Final = (
             last_error      TEXT,
             last_attempt_at REAL,
             current_rev     TEXT,               -- the server's revision, when in conflict
-            UNIQUE (host, port, key)
+            UNIQUE (host, port, key, rev)
         );
         CREATE INDEX writes_by_age ON writes (host, port, queued_at, id);
         """,
@@ -193,43 +193,62 @@ class WriteQueue:
     def add(
         self, server: Address, copy: Copy, reason: str, *, now: float, error: str | None = None
     ) -> None:
-        """Queue `copy` for `server`, keeping one write per (server, movie).
+        """Queue `copy` for `server` (see add_many)."""
+        self.add_many([(server, copy, reason, error)], now=now)
 
-        A copy newer than the queued one replaces it. So does a conflicting one: the client
-        wrote it later, and the replaced copy is still held by the servers that acknowledged
-        it, so nothing is lost. An older or the same copy leaves the queue as it is.
-        A replacement keeps the first `queued_at` and the attempt count, and is queued again
-        even if the replaced write was in conflict (a resolution supersedes the conflict).
+    def add_many(
+        self, writes: Iterable[tuple[Address, Copy, str, str | None]], *, now: float
+    ) -> None:
+        """Queue each (server, copy, reason, error), all in one transaction.
+
+        A copy newer than a queued one of the same movie for the same server replaces it,
+        keeping the first `queued_at` and the attempt count. An older or the same copy changes
+        nothing. A concurrent copy is queued beside the other: when no server acknowledged
+        either, the queue holds the only record of each, and dropping one would lose it.
         """
         with self._transaction() as db:
-            row = db.execute(
-                "SELECT doc FROM writes WHERE host = ? AND port = ? AND key = ?",
-                (server.host, server.port, copy.key),
-            ).fetchone()
-            if row is None:
-                db.execute(
-                    "INSERT INTO writes (host, port, key, rev, doc, reason, state, queued_at, "
-                    "last_error) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?)",
-                    (
-                        server.host,
-                        server.port,
-                        copy.key,
-                        copy.rev,
-                        _encode(copy),
-                        reason,
-                        now,
-                        error,
-                    ),
-                )
-                return
-            if compare(copy, _decode_copy(row[0])) in (Relation.SAME, Relation.OLDER):
-                return
-            db.execute(
-                "UPDATE writes SET rev = ?, doc = ?, reason = ?, state = 'queued', "
-                "current_rev = NULL, last_error = coalesce(?, last_error) "
-                "WHERE host = ? AND port = ? AND key = ?",
-                (copy.rev, _encode(copy), reason, error, server.host, server.port, copy.key),
-            )
+            for server, copy, reason, error in writes:
+                self._add_one(db, server, copy, reason, error, now)
+
+    def _add_one(
+        self,
+        db: sqlite3.Connection,
+        server: Address,
+        copy: Copy,
+        reason: str,
+        error: str | None,
+        now: float,
+    ) -> None:
+        rows = db.execute(
+            "SELECT id, doc, queued_at, attempts FROM writes "
+            "WHERE host = ? AND port = ? AND key = ?",
+            (server.host, server.port, copy.key),
+        ).fetchall()
+        replaced = []
+        for row_id, doc, queued_at, attempts in rows:
+            relation = compare(copy, _decode_copy(doc))
+            if relation in (Relation.SAME, Relation.OLDER):
+                return  # this write, or a newer one, is queued already
+            if relation is Relation.NEWER:
+                replaced.append((row_id, queued_at, attempts))
+        first_queued = min([now, *(q for _, q, _ in replaced)])
+        attempts = max([0, *(a for _, _, a in replaced)])
+        db.executemany("DELETE FROM writes WHERE id = ?", [(r[0],) for r in replaced])
+        db.execute(
+            "INSERT INTO writes (host, port, key, rev, doc, reason, state, queued_at, attempts, "
+            "last_error) VALUES (?, ?, ?, ?, ?, ?, 'queued', ?, ?, ?)",
+            (
+                server.host,
+                server.port,
+                copy.key,
+                copy.rev,
+                _encode(copy),
+                reason,
+                first_queued,
+                attempts,
+                error,
+            ),
+        )
 
     # --- reading --------------------------------------------------------------------------------
 
@@ -295,7 +314,8 @@ class WriteQueue:
         *,
         now: float | None = None,
     ) -> bool:
-        """The server holds a concurrent revision: keep the write for a person, do not replay it."""
+        """The server holds a concurrent revision: keep the write, shown as a conflict until a
+        resolution supersedes it (replay keeps trying it: the server decides)."""
         cursor = self._execute(
             "UPDATE writes SET state = 'conflict', current_rev = ?, attempts = attempts + 1, "
             "last_error = 'conflict', last_attempt_at = coalesce(?, last_attempt_at) "
@@ -420,6 +440,21 @@ class ReplayReport:
 
 
 _DOWN: Final = frozenset({WriteStatus.UNREACHABLE, WriteStatus.UNKNOWN})
+REPLAY_BATCH: Final = 2000  # writes per server read from the queue by one replay
+# Server errors that may pass (the write can succeed later); any other error code is a refusal
+# of this very write (bad request, invalid movie, line too long) that no replay would change.
+TRANSIENT_ERRORS: Final = ("storage_error", "shutting_down", "internal", "too_many_connections")
+
+
+def needs_queueing(result: WriteResult) -> bool:
+    """A write the server did not acknowledge and that a later replay may deliver."""
+    if result.status in _DOWN:
+        return True
+    return result.status is WriteStatus.ERROR and is_transient(result.error)
+
+
+def is_transient(error: str | None) -> bool:
+    return error is None or error.startswith(TRANSIENT_ERRORS)
 
 
 async def replay(
@@ -438,11 +473,13 @@ async def replay(
     """
     deadline = time.monotonic() + budget
     wanted = set(cluster.servers) if servers is None else set(servers) & set(cluster.servers)
-    pending = [e for e in await asyncio.to_thread(queue.entries) if e.state == "queued"]
+    summary = await asyncio.to_thread(queue.summary)
     by_server: dict[Address, list[QueuedWrite]] = {}
-    for entry in pending:
-        if entry.server in wanted:
-            by_server.setdefault(entry.server, []).append(entry)
+    for server in summary:
+        if server in wanted:
+            # A bounded batch per call: a huge queue is delivered over several replays
+            # instead of being read whole before anything is sent.
+            by_server[server] = await asyncio.to_thread(queue.entries, server, limit=REPLAY_BATCH)
     results = await asyncio.gather(
         *(
             _replay_server(queue, cluster, server, writes, deadline, now)
@@ -484,12 +521,17 @@ async def _replay_server(
                 queue.mark_conflict, server, write.key, write.rev, current, now=now
             )
             conflicts += 1
+        elif status is WriteStatus.ERROR and not is_transient(result.error):
+            # Refused for what it is (too large, invalid): no replay can deliver it.
+            error = result.error
+            await asyncio.to_thread(queue.remove, server, write.key, write.rev)
         else:
             error = result.error or status.value
             await asyncio.to_thread(
                 queue.mark_attempt, server, write.key, write.rev, error, now=now
             )
-            break  # it is still down (or refusing): do not hammer it
+            if status in _DOWN:
+                break  # still down: do not hammer it; a storage error may pass, so go on
     still_queued = await asyncio.to_thread(queue.count, server, state="queued")
     return ServerReplay(
         server, delivered, superseded, conflicts, still_queued, reachable, out_of_time, error

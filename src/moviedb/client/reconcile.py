@@ -74,7 +74,9 @@ class MovieView:
 
 
 def _values(copy: Copy) -> dict[str, Any]:
-    return {"deleted": True} if copy.deleted else field_values(copy.movie)
+    """A copy's fields for comparison; a tombstone keeps its last record and adds deleted."""
+    values = field_values(copy.movie)
+    return {"deleted": True, **values} if copy.deleted else values
 
 
 def field_differences(groups: Sequence[Group]) -> list[FieldDiff]:

@@ -38,6 +38,8 @@ class Difference:
     keys_listed: int = 0
     copies_fetched: int = 0
     agreeing_entries: int = 0  # copies whose revision is the same everywhere (per server)
+    uncompared: int = 0  # differing keys left out: a copy changed or failed while being read
+    tombstones: dict[Address, int] = field(default_factory=dict)  # each server's deleted movies
 
     @property
     def reachable(self) -> list[Address]:
@@ -92,6 +94,7 @@ async def diff(
         unreachable,
         {s: d.entries for s, d in found.items()},
         catalog_digests={s: d.digest for s, d in found.items()},
+        tombstones={s: d.tombstones for s, d in found.items()},
     )
     if not found:
         return result
@@ -127,45 +130,69 @@ async def diff(
     answering = [s for s in found if s not in unreachable]
     result.keys_listed = sum(len(listed[s]) for s in answering)
 
-    # Keys whose revisions differ (or that some server lacks); one fetch per distinct revision.
+    # Keys whose revisions differ (or that some server lacks); each distinct revision is
+    # fetched from one server that listed it, and from the next holder if that fetch fails.
     all_keys = sorted({k for s in answering for k in listed[s]})
-    wanted: dict[Address, list[str]] = {}
+    holders: dict[tuple[str, str], list[Address]] = {}
+    differing_keys: list[str] = []
     for key in all_keys:
         revs = {s: listed[s].get(key) for s in answering}
         if len(set(revs.values())) == 1:
             continue
-        holders: dict[str, Address] = {}
+        differing_keys.append(key)
         for server, rev in revs.items():
             if rev is not None:
-                holders.setdefault(rev, server)
-        for server in holders.values():
-            wanted.setdefault(server, []).append(key)
+                holders.setdefault((key, rev), []).append(server)
     fetched: dict[tuple[str, str], Copy] = {}
+    failed: set[Address] = set()
+    tried: dict[tuple[str, str], int] = {}
+    while True:
+        wanted: dict[Address, list[str]] = {}
+        for (key, rev), servers in holders.items():
+            if (key, rev) in fetched:
+                continue
+            candidates = [s for s in servers if s not in failed]
+            index = tried.get((key, rev), 0)
+            if index >= len(candidates):
+                continue
+            tried[(key, rev)] = index + 1
+            wanted.setdefault(candidates[index], []).append(key)
+        if not wanted:
+            break
 
-    async def fetch_one(server: Address, keys: list[str]) -> None:
-        try:
-            copies = await cluster.fetch(server, keys)
-        except ServerUnavailable as exc:
-            unreachable.setdefault(server, str(exc))
-            return
-        for copy in copies:
-            fetched[(copy.key, copy.rev)] = copy
+        async def fetch_one(server: Address, keys: list[str]) -> None:
+            try:
+                copies = await cluster.fetch(server, keys)
+            except ServerUnavailable as exc:
+                unreachable.setdefault(server, str(exc))
+                failed.add(server)
+                return
+            for copy in copies:
+                fetched[(copy.key, copy.rev)] = copy
 
-    await asyncio.gather(*(fetch_one(s, keys) for s, keys in wanted.items()))
+        await asyncio.gather(*(fetch_one(s, keys) for s, keys in wanted.items()))
     result.copies_fetched = len(fetched)
     answering = [s for s in answering if s not in unreachable]
-    differing_keys = sorted({k for keys in wanted.values() for k in keys})
     if answering:
         # Copies that agree everywhere: those outside the differing buckets and those inside
         # them whose revision is the same on every server.
         first = listed[answering[0]]
         held = sum(key in first for key in differing_keys)
         result.agreeing_entries = found[answering[0]].entries - held
+    # A key is compared only if every listed revision was fetched: a server whose copy could
+    # not be read (it failed, or the key changed between listing and fetching) is never taken
+    # to lack the movie. Such keys are left for the next sync.
+    compared = [
+        key
+        for key in differing_keys
+        if all(listed[s].get(key) is None or (key, listed[s][key]) in fetched for s in answering)
+    ]
+    result.uncompared = len(differing_keys) - len(compared)
     for server in answering:
         copies = []
-        for key in differing_keys:
+        for key in compared:
             rev = listed[server].get(key)
-            if rev is not None and (key, rev) in fetched:
+            if rev is not None:
                 copies.append(fetched[(key, rev)])
         status = ReadStatus.FOUND if copies else ReadStatus.MISSING
         result.results.append(ReadResult(server, status, copies))

@@ -293,6 +293,7 @@ class MoviedbServer:
             loop,
             self._reader_store.count_live(),
             self._reader_store.bucket_digests(),
+            self._reader_store.count_entries(),
         )
         server_id = self._reader_store.server_id
         self.state = ServerState(

@@ -75,6 +75,7 @@ def handle_hello(state: ServerState, request: Hello) -> Reply:
         movies=state.committer.live_count,
         software=SOFTWARE,
         digest=digests.to_hex(state.committer.digest),
+        tombstones=state.committer.entries - state.committer.live_count,
     )
     return protocol.encode_ok(request.id, result)
 
@@ -83,7 +84,8 @@ def handle_digest(state: ServerState, request: Digest) -> Reply:
     committer = state.committer
     result = protocol.DigestResult(
         digest=digests.to_hex(committer.digest),
-        entries=state.store.count_entries(),
+        entries=committer.entries,
+        tombstones=committer.entries - committer.live_count,
         buckets=[digests.to_hex(d) for d in committer.buckets],
     )
     return protocol.encode_ok(request.id, result)
@@ -111,12 +113,15 @@ def handle_fetch(state: ServerState, request: Fetch) -> Reply:
 def handle_purge(state: ServerState, request: Purge) -> Reply:
     if not _REV.fullmatch(request.rev):
         raise RequestError(protocol.BAD_REQUEST, "rev must look like N-<16 hex>", request.id)
+    if not 0 <= request.min_age < float("inf"):
+        raise RequestError(protocol.BAD_REQUEST, "min_age must be 0 or more seconds", request.id)
     return _purge(state, request)
 
 
 async def _purge(state: ServerState, request: Purge) -> bytes:
     try:
-        outcome = await state.committer.submit(PurgeTombstone(request.key, request.rev))
+        purge = PurgeTombstone(request.key, request.rev, request.min_age)
+        outcome = await state.committer.submit(purge)
     except StorageError as exc:
         return protocol.encode_error(request.id, protocol.STORAGE_ERROR, str(exc))
     assert isinstance(outcome, Purged)

@@ -58,6 +58,12 @@ _MIGRATIONS: Final[tuple[tuple[str, str | Callable[[sqlite3.Connection], None]],
         """,
     ),
     ("0002_buckets", _add_buckets),
+    (
+        "0003_stored_at",
+        # When this server stored the copy, by its own clock: a tombstone is purged only once
+        # it is old enough here (0 for rows stored before this column existed).
+        "ALTER TABLE movies ADD COLUMN stored_at REAL NOT NULL DEFAULT 0",
+    ),
 )
 
 # Keys are `folded title + "\x1f" + year`; every key of one title lies in [folded\x1f, folded\x20).
@@ -82,10 +88,12 @@ class Applied:
 
 @dataclass(frozen=True, slots=True)
 class PurgeTombstone:
-    """Remove the tombstone `key` if it is still stored with revision `rev`."""
+    """Remove the tombstone `key` if it is still stored with revision `rev` and this server
+    stored it at least `min_age` seconds ago (by its own clock)."""
 
     key: str
     rev: str
+    min_age: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +111,7 @@ class Change:
     """What one committed transaction changed: live movies, and each touched bucket's XOR."""
 
     live_delta: int = 0
+    entries_delta: int = 0  # stored copies, tombstones included
     bucket_xor: dict[int, int] = field(default_factory=dict)
 
     def toggle(self, key: str, rev: str) -> None:
@@ -271,12 +280,20 @@ class Store:
         decision = decide(stored, copy)
         if decision is Decision.APPLY:
             self._db.execute(
-                "INSERT INTO movies (key, rev, deleted, doc, bucket) VALUES (?, ?, ?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET "
-                "rev = excluded.rev, deleted = excluded.deleted, doc = excluded.doc",
-                (copy.key, copy.rev, int(copy.deleted), _encode(copy), digests.bucket_of(copy.key)),
+                "INSERT INTO movies (key, rev, deleted, doc, bucket, stored_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET rev = excluded.rev, "
+                "deleted = excluded.deleted, doc = excluded.doc, stored_at = excluded.stored_at",
+                (
+                    copy.key,
+                    copy.rev,
+                    int(copy.deleted),
+                    _encode(copy),
+                    digests.bucket_of(copy.key),
+                    time.time(),
+                ),
             )
             change.live_delta += _live(copy) - (stored is not None and _live(stored))
+            change.entries_delta += stored is None
             if stored is not None:
                 change.toggle(stored.key, stored.rev)
             change.toggle(copy.key, copy.rev)
@@ -284,11 +301,17 @@ class Store:
         return Applied(decision, stored if refused else None)
 
     def _purge(self, purge: PurgeTombstone, change: Change) -> Purged:
-        stored = self._stored(purge.key)
+        row = self._db.execute(
+            "SELECT doc, stored_at FROM movies WHERE key = ?", (purge.key,)
+        ).fetchone()
+        stored = None if row is None else _decode_copy(row[0])
         if stored is None or not stored.deleted or stored.rev != purge.rev:
             return Purged(False, stored)
+        if time.time() - row[1] < purge.min_age:
+            return Purged(False, stored)  # too recent here: another copy may still be on its way
         self._db.execute("DELETE FROM movies WHERE key = ?", (purge.key,))
         change.toggle(stored.key, stored.rev)
+        change.entries_delta -= 1
         return Purged(True, None)
 
     def close(self) -> None:

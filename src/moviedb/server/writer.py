@@ -29,12 +29,14 @@ class GroupCommitter:
         loop: asyncio.AbstractEventLoop,
         live_count: int,
         bucket_digests: list[int] | None = None,
+        entries: int | None = None,
     ) -> None:
         self._store = store
         self._loop = loop
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="moviedb-writer", daemon=True)
         self.live_count = live_count
+        self.entries = live_count if entries is None else entries  # tombstones included
         self.buckets = bucket_digests if bucket_digests is not None else [0] * digests.BUCKETS
         self.digest = digests.combine(self.buckets)
         self.commits = 0
@@ -76,6 +78,7 @@ class GroupCommitter:
 
     def _deliver(self, batch: list[_Pending], outcomes: list[Outcome], change: Change) -> None:
         self.live_count += change.live_delta
+        self.entries += change.entries_delta
         for bucket, xor in change.bucket_xor.items():
             self.buckets[bucket] ^= xor
             self.digest ^= xor
