@@ -91,11 +91,14 @@ def save(config: Config) -> None:
     if config.timeout is not None:
         data["timeout"] = config.timeout
     data["servers"] = [{"address": str(a)} for a in config.servers]
-    config.path.parent.mkdir(parents=True, exist_ok=True)
     text = "# moviedb client configuration\n" + tomli_w.dumps(data)
     tmp = config.path.with_name(config.path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, config.path)
+    try:
+        config.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, config.path)
+    except OSError as exc:
+        raise ConfigError(f"cannot save {config.path}: {exc.strerror or exc}") from None
