@@ -6,9 +6,10 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
+from rich.console import Console
 
 from moviedb import commands, render
 from moviedb.client.cluster import Cluster
@@ -18,6 +19,14 @@ from moviedb.model import ExtraValue, parse_field_value
 from moviedb.session import Session
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _HasExitCode(Protocol):
+    @property
+    def exit_code(self) -> int: ...
+
+
+Outcome = TypeVar("Outcome", bound=_HasExitCode)
 
 # The command list shown by `help` and at the start of the shell, in this order.
 COMMANDS: dict[str, str] = {
@@ -50,6 +59,20 @@ def _cluster(session: Session) -> Cluster:
     if report is not None and not session.json_output:
         render.render_replay(session.console, report)
     return cluster
+
+
+def _show(
+    session: Session,
+    outcome: Outcome,
+    as_json: Callable[[Outcome], dict[str, Any]],
+    as_text: Callable[[Console, Outcome], None],
+) -> None:
+    """Print a command's outcome (one JSON document with --json) and exit with its code."""
+    if session.json_output:
+        render.print_json(as_json(outcome))
+    else:
+        as_text(session.console, outcome)
+    _finish(outcome.exit_code)
 
 
 def _finish(code: int) -> None:
@@ -163,11 +186,7 @@ def get(title: str, year: int | None, repair: bool) -> None:
     cluster = _cluster(session)
     outcome = session.run(commands.get(cluster, title, year, repair=repair, queue=session.queue))
     session.remember_titles([v.title for v in outcome.movies])
-    if session.json_output:
-        render.print_json(render.get_json(outcome))
-    else:
-        render.render_get(session.console, outcome)
-    _finish(outcome.exit_code)
+    _show(session, outcome, render.get_json, render.render_get)
 
 
 @cli.command()
@@ -214,11 +233,7 @@ def edit(title: str, year: int | None, sets: tuple[str, ...], unset: tuple[str, 
 def _show_write(session: Session, outcome: commands.WriteOutcome) -> None:
     if outcome.copy is not None:
         session.remember_titles([outcome.copy.movie.title])
-    if session.json_output:
-        render.print_json(render.write_json(outcome))
-    else:
-        render.render_write(session.console, outcome)
-    _finish(outcome.exit_code)
+    _show(session, outcome, render.write_json, render.render_write)
 
 
 @cli.command(name="all")
@@ -272,11 +287,7 @@ def serverlist() -> None:
         outcome = session.run(commands.serverlist(_cluster(session), session.queue))
     else:  # an empty list is an answer, not an error: the text output says how to add one
         outcome = commands.ServerListOutcome([])
-    if session.json_output:
-        render.print_json(render.serverlist_json(outcome))
-    else:
-        render.render_serverlist(session.console, outcome)
-    _finish(outcome.exit_code)
+    _show(session, outcome, render.serverlist_json, render.render_serverlist)
 
 
 @cli.command()
@@ -315,11 +326,7 @@ def sync(title: str | None, year: int | None, dry_run: bool, purge_after: float)
                 purge_after_days=None if session.servers_override else purge_after,
             )
         )
-    if session.json_output:
-        render.print_json(render.sync_json(outcome))
-    else:
-        render.render_sync(session.console, outcome)
-    _finish(outcome.exit_code)
+    _show(session, outcome, render.sync_json, render.render_sync)
 
 
 @cli.command()
@@ -330,11 +337,7 @@ def conflicts() -> None:
     cluster = _cluster(session)
     with render.progress(session.console, enabled=not session.json_output) as progress:
         outcome = session.run(commands.conflicts(cluster, progress))
-    if session.json_output:
-        render.print_json(render.conflicts_json(outcome))
-    else:
-        render.render_conflicts(session.console, outcome)
-    _finish(outcome.exit_code)
+    _show(session, outcome, render.conflicts_json, render.render_conflicts)
 
 
 @cli.command()
@@ -427,11 +430,7 @@ def pending(limit: int) -> None:
     commands and by `sync`."""
     session = _session()
     outcome = commands.pending(session.queue, limit=limit)
-    if session.json_output:
-        render.print_json(render.pending_json(outcome))
-    else:
-        render.render_pending(session.console, outcome)
-    _finish(outcome.exit_code)
+    _show(session, outcome, render.pending_json, render.render_pending)
 
 
 @cli.command()

@@ -263,7 +263,11 @@ async def edit(
 
 def _one_movie(results: list[ReadResult], title: str) -> MovieView:
     """The one live movie the results hold, or a CommandError saying why there is not one."""
-    views = [v for v in reconcile(results) if v.live and not v.deleted]
+    return _only(title, [v for v in reconcile(results) if v.live and not v.deleted])
+
+
+def _only(title: str, views: list[MovieView]) -> MovieView:
+    """The one movie of `views`, or a CommandError: none found, or several years to pick from."""
     if not views:
         raise CommandError(f"no movie titled {title!r} on any reachable server", NOT_FOUND)
     if len(views) > 1:
@@ -632,13 +636,7 @@ async def _read_one(cluster: Cluster, title: str, year: int | None) -> MovieView
     results = await cluster.get(title, year)
     if not any(r.answered for r in results):
         raise CommandError("no server answered; nothing was written", NO_SERVER)
-    views = [v for v in reconcile(results) if v.live or v.state == "conflict"]
-    if not views:
-        raise CommandError(f"no movie titled {title!r} on any reachable server", NOT_FOUND)
-    if len(views) > 1:
-        years = ", ".join(str(v.year or "no year") for v in views)
-        raise CommandError(f"{len(views)} movies are titled {title!r} ({years}); add --year")
-    return views[0]
+    return _only(title, [v for v in reconcile(results) if v.live or v.state == "conflict"])
 
 
 async def conflict_view(cluster: Cluster, title: str, year: int | None) -> MovieView:
