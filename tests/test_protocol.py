@@ -56,7 +56,19 @@ def decode_or_error(raw: bytes) -> protocol.AnyRequest | RequestError:
 
 
 def test_ops() -> None:
-    assert OPS == ("digest", "fetch", "get", "hello", "keys", "list", "purge", "put", "stats")
+    assert OPS == (
+        "digest",
+        "fetch",
+        "get",
+        "hello",
+        "keys",
+        "list",
+        "purge",
+        "put",
+        "put_batch",
+        "search",
+        "stats",
+    )
 
 
 @pytest.mark.parametrize(

@@ -63,6 +63,12 @@ class Put(Request, tag="put"):
     copy: Copy
 
 
+class PutBatch(Request, tag="put_batch"):
+    """Conditional writes of up to MAX_PAGE copies, committed together (bulk import)."""
+
+    copies: list[msgspec.Raw]  # each checked on its own: one bad copy does not refuse the rest
+
+
 class ListPage(Request, tag="list"):
     after: str | None = None
     limit: int = 500
@@ -95,14 +101,44 @@ class Purge(Request, tag="purge"):
     min_age: float = 0.0  # seconds since this server stored it, by the server's own clock
 
 
+class Search(Request, tag="search"):
+    """Movies whose title matches `query` (words, prefixes, typos), filtered, best first."""
+
+    query: str = ""
+    year: int | None = None
+    director: str | None = None  # folded like titles; matches any word sequence of the name
+    genre: str | None = None  # one of the movie's genres, compared folded
+    min_rating: float | None = None
+    limit: int = 20  # 1 to MAX_PAGE
+    offset: int = 0  # for the next page: the number of hits already shown
+
+
 class Stats(Request, tag="stats"):
     """What the server has served: requests per op, bytes, writes and commits."""
 
 
-AnyRequest = Hello | Get | Put | ListPage | Digest | Keys | Fetch | Purge | Stats
-_REQUEST_TYPES: Final = (Hello, Get, Put, ListPage, Digest, Keys, Fetch, Purge, Stats)
+AnyRequest = (
+    Hello | Get | Put | PutBatch | ListPage | Digest | Keys | Fetch | Purge | Search | Stats
+)
+_REQUEST_TYPES: Final = (
+    Hello,
+    Get,
+    Put,
+    PutBatch,
+    ListPage,
+    Digest,
+    Keys,
+    Fetch,
+    Purge,
+    Search,
+    Stats,
+)
 OPS: Final = tuple(sorted(str(t.__struct_config__.tag) for t in _REQUEST_TYPES))
-WRITE_OPS: Final = (Put, Purge)  # acknowledged after their commit; later reads wait for them
+WRITE_OPS: Final = (
+    Put,
+    PutBatch,
+    Purge,
+)  # acknowledged after their commit; later reads wait for them
 
 
 # --- results (the `result` member of a successful reply) -----------------------------------------
@@ -135,6 +171,16 @@ class PurgeResult(msgspec.Struct, omit_defaults=True):
     current: Copy | None = None  # the stored copy when kept (null when there is none)
 
 
+class SearchHit(msgspec.Struct):
+    score: float  # 0-100, higher is a better match; comparable between servers
+    copy: Copy  # live copies only
+
+
+class SearchResult(msgspec.Struct):
+    hits: list[SearchHit]
+    more: bool  # further hits exist past offset + limit
+
+
 class StatsResult(msgspec.Struct):
     requests: dict[str, int]  # requests answered per op since start
     bytes_in: int
@@ -151,6 +197,15 @@ class GetResult(msgspec.Struct):
 class PutResult(msgspec.Struct, omit_defaults=True):
     status: str  # a versions.Decision value: applied, same, stale, conflict
     current: Copy | None = None  # the stored copy, returned with stale and conflict
+
+
+class BatchItem(msgspec.Struct, omit_defaults=True):
+    status: str  # applied, same, stale, conflict, or invalid (then `error` says why)
+    error: str | None = None
+
+
+class PutBatchResult(msgspec.Struct):
+    results: list[BatchItem]  # one per copy, in order
 
 
 class ListResult(msgspec.Struct):

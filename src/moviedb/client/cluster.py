@@ -80,6 +80,14 @@ class ServerInfo:
     tombstones: int = 0
 
 
+_WRITE_STATUS = {
+    "applied": WriteStatus.APPLIED,
+    "same": WriteStatus.UNCHANGED,
+    "stale": WriteStatus.STALE,
+    "conflict": WriteStatus.CONFLICT,
+}
+
+
 class _Failure(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -205,12 +213,7 @@ class Cluster:
                     "lost": WriteStatus.UNKNOWN,
                 }.get(exc.kind, WriteStatus.ERROR)
                 return WriteResult(address, status, error=exc.message)
-            status = {
-                "applied": WriteStatus.APPLIED,
-                "same": WriteStatus.UNCHANGED,
-                "stale": WriteStatus.STALE,
-                "conflict": WriteStatus.CONFLICT,
-            }.get(result.status, WriteStatus.ERROR)
+            status = _WRITE_STATUS.get(result.status, WriteStatus.ERROR)
             return WriteResult(address, status, current=result.current)
 
         return await self._each(list(writes), one)
@@ -227,6 +230,25 @@ class Cluster:
                 return result
 
         return list(await asyncio.gather(*(one(c) for c in copies)))
+
+    async def put_batch(self, address: Address, copies: Sequence[Copy]) -> list[WriteResult]:
+        """Write up to protocol.MAX_PAGE copies to one server in one request (one commit)."""
+        request = protocol.PutBatch(copies=[msgspec.Raw(msgspec.json.encode(c)) for c in copies])
+        try:
+            result, _ = await self._call(address, request, protocol.PutBatchResult)
+        except _Failure as exc:
+            status = {
+                "unreachable": WriteStatus.UNREACHABLE,
+                "timeout": WriteStatus.UNKNOWN,
+                "lost": WriteStatus.UNKNOWN,
+            }.get(exc.kind, WriteStatus.ERROR)
+            return [WriteResult(address, status, error=exc.message) for _ in copies]
+        return [
+            WriteResult(
+                address, _WRITE_STATUS.get(item.status, WriteStatus.ERROR), error=item.error
+            )
+            for item in result.results
+        ]
 
     async def digest(self) -> dict[Address, protocol.DigestResult | str]:
         """Every server's catalog digest and bucket digests, or why it has none (an error text)."""

@@ -6,6 +6,7 @@ their commit). Peer mistakes raise RequestError; anything else is a bug, reporte
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from moviedb.protocol import (
     ListPage,
     Purge,
     Put,
+    PutBatch,
     RequestError,
     Stats,
 )
@@ -187,6 +189,46 @@ def check_copy(copy: Copy) -> None:
         raise RequestError(protocol.BAD_REQUEST, f"history holds at most {HISTORY_LIMIT} entries")
 
 
+_decode_copy: Final = msgspec.json.Decoder(Copy).decode
+
+
+def handle_put_batch(state: ServerState, request: PutBatch) -> Reply:
+    if len(request.copies) > protocol.MAX_PAGE:
+        raise RequestError(
+            protocol.BAD_REQUEST, f"put_batch takes at most {protocol.MAX_PAGE} copies", request.id
+        )
+    checked: list[Copy | str] = []
+    for raw in request.copies:
+        try:
+            copy = _decode_copy(raw)
+            check_copy(copy)
+        except msgspec.ValidationError as exc:
+            checked.append(f"bad copy: {exc}")
+        except RequestError as exc:
+            checked.append(f"{exc.code}: {exc.message}")
+        else:
+            checked.append(copy)
+    return _put_batch(state, request, checked)
+
+
+async def _put_batch(state: ServerState, request: PutBatch, checked: list[Copy | str]) -> bytes:
+    # Submitted together, the writes reach the writer thread together: one transaction.
+    futures = [state.committer.submit(c) for c in checked if not isinstance(c, str)]
+    try:
+        outcomes = iter(await asyncio.gather(*futures))
+    except StorageError as exc:
+        return protocol.encode_error(request.id, protocol.STORAGE_ERROR, str(exc))
+    items: list[protocol.BatchItem] = []
+    for entry in checked:
+        if isinstance(entry, str):
+            items.append(protocol.BatchItem("invalid", entry))
+        else:
+            outcome = next(outcomes)
+            assert isinstance(outcome, Applied)
+            items.append(protocol.BatchItem(outcome.decision.value))
+    return protocol.encode_ok(request.id, protocol.PutBatchResult(items))
+
+
 def handle_put(state: ServerState, request: Put) -> Reply:
     try:
         check_copy(request.copy)
@@ -211,6 +253,7 @@ HANDLERS: Final[dict[type[Any], Callable[[ServerState, Any], Reply]]] = {
     Get: handle_get,
     ListPage: handle_list,
     Put: handle_put,
+    PutBatch: handle_put_batch,
     Digest: handle_digest,
     Keys: handle_keys,
     Fetch: handle_fetch,
