@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from benchmarks.imports import import_benchmark
+from benchmarks.search import search
 from benchmarks.sync import sync
 from benchmarks.writes import writes
 
@@ -15,6 +17,8 @@ def main() -> None:
 
 main.add_command(writes)
 main.add_command(sync)
+main.add_command(import_benchmark)
+main.add_command(search)
 
 if __name__ == "__main__":
     main()

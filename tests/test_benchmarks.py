@@ -20,3 +20,17 @@ def test_sync_benchmark_runs() -> None:
     assert "sync, identical" in result.output
     assert "sync, 3 differ" in result.output
     assert "changed 3" in result.output  # the three edited movies, and only they, were repaired
+
+
+def test_search_benchmark_runs() -> None:
+    result = CliRunner().invoke(main, ["search", "--runs", "1", "--movies", "500"])
+    assert result.exit_code == 0, result.output
+    assert "200 searches per run" in result.output
+    assert "1,000 movies  p50 ms" in result.output
+
+
+def test_import_benchmark_runs() -> None:
+    result = CliRunner().invoke(main, ["import", "--runs", "1", "--movies", "300"])
+    assert result.exit_code == 0, result.output
+    assert "raw executemany" in result.output
+    assert "ratio (import, 3 servers / raw, median)" in result.output

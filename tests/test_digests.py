@@ -152,7 +152,12 @@ def test_an_old_database_gets_its_buckets_on_open(tmp_path: Path) -> None:
     db.close()
     store = Store(path)
     try:
-        assert store.migrations() == ["0001_movies", "0002_buckets", "0003_stored_at"]
+        assert store.migrations() == [
+            "0001_movies",
+            "0002_buckets",
+            "0003_stored_at",
+            "0004_search",
+        ]
         assert store.bucket_digests() == recomputed(store)
         assert digests.combine(store.bucket_digests()) == digests.combine(
             digests.entry_hash(c.key, c.rev) for c in copies

@@ -81,13 +81,18 @@ def test_connections_commit_with_synchronous_full(db_path: Path) -> None:
 
 def test_migrations_are_recorded_once(db_path: Path) -> None:
     first = Store(db_path)
-    assert first.migrations() == ["0001_movies", "0002_buckets", "0003_stored_at"]
+    assert first.migrations() == ["0001_movies", "0002_buckets", "0003_stored_at", "0004_search"]
     first.close()
     again = Store(db_path)
     try:
-        assert again.migrations() == ["0001_movies", "0002_buckets", "0003_stored_at"]
+        assert again.migrations() == [
+            "0001_movies",
+            "0002_buckets",
+            "0003_stored_at",
+            "0004_search",
+        ]
         rows = again._db.execute("SELECT name, applied_at FROM schema_migrations").fetchall()
-        assert len(rows) == 3
+        assert len(rows) == 4
         assert isinstance(rows[0][1], float)
         tables = {
             r[0] for r in again._db.execute("SELECT name FROM sqlite_master WHERE type='table'")

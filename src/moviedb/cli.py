@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any, Protocol, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TextIO, TypeVar
 
 import click
 from rich.console import Console
 
-from moviedb import commands, render
+from moviedb import commands, data_commands, render
 from moviedb.client.cluster import Cluster
 from moviedb.commands import CommandError
 from moviedb.errors import ConfigError, InvalidAddress, InvalidMovie
@@ -39,6 +41,10 @@ COMMANDS: dict[str, str] = {
     "conflicts": "list every movie whose servers hold concurrent versions",
     "resolve": "resolve a conflict: take one server's copy, or choose field by field",
     "pending": "list writes queued for servers that did not acknowledge them",
+    "search": "find movies by title words, prefixes or typos, with filters",
+    "import": "import a JSON, NDJSON, CSV or TSV file into the servers",
+    "import-legacy": "read the original design's moviedb.p, serverdb.p and portdb.p safely",
+    "export": "export the merged catalog as JSON, NDJSON or CSV",
     "serverlist": "list the servers: up/down, latency, movies, digest, pending writes",
     "addserver": "add a server (HOST:PORT) to the server list",
     "deleteserver": "remove a server (HOST:PORT) from the server list",
@@ -185,6 +191,9 @@ def get(title: str, year: int | None, repair: bool) -> None:
     session = _session()
     cluster = _cluster(session)
     outcome = session.run(commands.get(cluster, title, year, repair=repair, queue=session.queue))
+    if outcome.exit_code == commands.NOT_FOUND:
+        closest = session.run(data_commands.suggestions(cluster, title))
+        outcome = dataclasses.replace(outcome, suggestions=closest)
     session.remember_titles([v.title for v in outcome.movies])
     _show(session, outcome, render.get_json, render.render_get)
 
@@ -431,6 +440,170 @@ def pending(limit: int) -> None:
     session = _session()
     outcome = commands.pending(session.queue, limit=limit)
     _show(session, outcome, render.pending_json, render.render_pending)
+
+
+@cli.command()
+@click.argument("query", required=False, default="")
+@click.option("--year", type=int, help="Only movies of this year.")
+@click.option("--director", help="Only movies by this director (any part of the name).")
+@click.option("--genre", help="Only movies of this genre.")
+@click.option("--min-rating", type=click.FloatRange(0, 10), help="Only movies rated this or more.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True)
+@command_body
+def search(
+    query: str,
+    year: int | None,
+    director: str | None,
+    genre: str | None,
+    min_rating: float | None,
+    limit: int,
+) -> None:
+    """Find movies by title on every server at once, best match first.
+
+    Case, accents and punctuation do not matter ("amelie" finds "Amélie"), words match by
+    prefix ("star w"), and typos are forgiven ("the matirx"). Each result shows the servers
+    holding it and whether they agree.
+    """
+    session = _session()
+    cluster = _cluster(session)
+    outcome = session.run(
+        data_commands.search(
+            cluster,
+            query,
+            year=year,
+            director=director,
+            genre=genre,
+            min_rating=min_rating,
+            limit=limit,
+        )
+    )
+    session.remember_titles([m.view.title for m in outcome.matches])
+    _show(session, outcome, render.search_json, render.render_search)
+
+
+@cli.command(name="import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["json", "ndjson", "csv", "tsv"]),
+    help="The file's format (default: from the extension, else the content).",
+)
+@click.option("--to", "targets", multiple=True, metavar="HOST:PORT", help="Only these servers.")
+@click.option(
+    "--map",
+    "mapping",
+    multiple=True,
+    metavar="SOURCE=FIELD",
+    help="Read column SOURCE as FIELD (e.g. --map 'Film Name=title').",
+)
+@click.option(
+    "--rejects",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the rejected rows (row number, reason, data) to this NDJSON file.",
+)
+@command_body
+def import_command(
+    file: Path,
+    fmt: str | None,
+    targets: tuple[str, ...],
+    mapping: tuple[str, ...],
+    rejects: Path | None,
+) -> None:
+    """Import FILE (JSON, NDJSON, CSV or TSV) into every listed server, in batches.
+
+    Common column names are recognised (title/name/movie, year or a release date,
+    director(s), genre(s), runtime, rating, cast/actors, plot/overview); other columns are kept
+    as extra fields. Rows that cannot be stored are rejected with their row number and reason,
+    never dropped silently. Importing the same file again changes nothing.
+    """
+    session = _session()
+    cluster = _cluster(session)
+    plan = data_commands.plan_import(
+        file, format=fmt, mapping=mapping, targets=targets, rejects_file=rejects
+    )
+    with render.progress(
+        session.console, enabled=not session.json_output, plain_lines=True
+    ) as progress:
+        outcome = session.run(data_commands.import_file(cluster, plan, progress=progress))
+    _show(session, outcome, render.import_json, render.render_import)
+
+
+@cli.command(name="import-legacy")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--ports-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("ports.txt"),
+    show_default=True,
+    help="Where to write the permitted ports read from portdb.p.",
+)
+@command_body
+def import_legacy(directory: Path, ports_file: Path) -> None:
+    """Read the original design's moviedb.p, serverdb.p and portdb.p from DIRECTORY.
+
+    The files are read with a restricted unpickler that refuses every class and function, so a
+    malicious file cannot run code. Servers go to the server list, ports to a ports file, and
+    movies to every listed server.
+    """
+    session = _session()
+    outcome = data_commands.legacy_setup(session.config, directory, ports_file=ports_file)
+    if outcome.servers_added:
+        session.servers_changed()
+    if outcome.found.get("moviedb.p"):
+        cluster = _cluster(session)
+        outcome = session.run(data_commands.import_legacy_movies(cluster, outcome))
+    _show(session, outcome, render.legacy_json, render.render_legacy)
+
+
+@cli.command()
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(list(data_commands.EXPORT_FORMATS)),
+    default="json",
+    show_default=True,
+)
+@click.option("--from", "source", metavar="HOST:PORT", help="One server's catalog only.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    default=Path("-"),
+    help="The file to write (default: standard output).",
+)
+@command_body
+def export(fmt: str, source: str | None, output: Path) -> None:
+    """Export the merged catalog of every server (or of --from) as JSON, NDJSON or CSV.
+
+    Streams: memory stays constant however large the catalogs. Each movie is written once, as
+    its newest version; deleted movies are left out. Re-importing the file gives the same
+    catalog.
+    """
+    session = _session()
+    cluster = _cluster(session)
+    to_stdout = str(output) == "-"
+    target = "-" if to_stdout else str(output)
+
+    def run(out: TextIO) -> data_commands.ExportOutcome:
+        return session.run(
+            data_commands.export(cluster, out, fmt=fmt, source=source, target=target)
+        )
+
+    if to_stdout:
+        outcome = run(sys.stdout)
+    else:
+        tmp = output.with_name(output.name + ".part")
+        with tmp.open("w", encoding="utf-8", newline="") as out:
+            outcome = run(out)
+        tmp.replace(output)  # a finished file, or none: never half an export under the name
+    # With the records on stdout, the summary goes to stderr.
+    console = Console(stderr=True, highlight=False) if to_stdout else session.console
+    if session.json_output and not to_stdout:
+        render.print_json(render.export_json(outcome))
+    else:
+        render.render_export(console, outcome)
+    _finish(outcome.exit_code)
 
 
 @cli.command()

@@ -73,6 +73,7 @@ class GetOutcome:
     results: list[ReadResult]
     movies: list[MovieView]  # movies some server holds undeleted (deleted ones with stale copies)
     repairs: list[Repair] = field(default_factory=list)
+    suggestions: list[str] = field(default_factory=list)  # closest titles, when none matched
 
     @property
     def exit_code(self) -> int:
@@ -294,6 +295,7 @@ class CatalogScan:
 
     unreachable: dict[Address, str] = field(default_factory=dict)
     rows: int = 0
+    listed: list[Address] = field(default_factory=list)  # servers still being listed
 
 
 class _Cursor:
@@ -312,11 +314,11 @@ class _Cursor:
         self.done = page.next is None
 
 
-async def catalog(
-    cluster: Cluster, scan: CatalogScan, *, limit: int | None = None, page_size: int = 500
-) -> AsyncIterator[CatalogRow]:
-    """The union of every server's catalog in key order, merged as it streams (memory is one
-    page per server)."""
+async def merged_copies(
+    cluster: Cluster, scan: CatalogScan, *, page_size: int = 500
+) -> AsyncIterator[tuple[str, dict[Address, Copy]]]:
+    """Every key any server stores (tombstones too) with each server's copy, in key order,
+    merged as the servers' catalogs stream (memory is one page per server)."""
     cursors = [_Cursor(cluster, s, page_size) for s in cluster.servers]
     active = list(cursors)
     heap: list[tuple[str, int]] = []
@@ -335,7 +337,7 @@ async def catalog(
         await asyncio.gather(*(one(c) for c in batch))
 
     await refill(active)
-    while heap and (limit is None or scan.rows < limit):
+    while heap:
         key = heap[0][0]
         copies: dict[Address, Copy] = {}
         empty: list[_Cursor] = []
@@ -349,11 +351,22 @@ async def catalog(
                 empty.append(cursor)
         if empty:
             await refill([c for c in empty if c in active])
+        scan.listed = [c.server for c in active]
+        yield key, copies
+
+
+async def catalog(
+    cluster: Cluster, scan: CatalogScan, *, limit: int | None = None, page_size: int = 500
+) -> AsyncIterator[CatalogRow]:
+    """The union of every server's catalog in key order (live movies only)."""
+    async for key, copies in merged_copies(cluster, scan, page_size=page_size):
+        if limit is not None and scan.rows >= limit:
+            return
         live = [s for s, c in copies.items() if not c.deleted]
         if not live:
             continue
         revs = {c.rev for c in copies.values()}
-        agree = len(revs) == 1 and all(c.server in copies for c in active)
+        agree = len(revs) == 1 and all(s in copies for s in scan.listed)
         movie = copies[live[0]].movie
         scan.rows += 1
         yield CatalogRow(key, movie.title, movie.year, live, agree)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -31,6 +32,7 @@ from moviedb.commands import (
     SyncOutcome,
     WriteOutcome,
 )
+from moviedb.data_commands import ExportOutcome, ImportOutcome, LegacyOutcome, SearchOutcome
 from moviedb.model import KNOWN_FIELDS, field_values
 from moviedb.versions import Copy
 
@@ -137,6 +139,7 @@ def get_json(outcome: GetOutcome) -> dict[str, Any]:
         "query": {"title": outcome.title, "year": outcome.year},
         "servers": [_read_json(r) for r in outcome.results],
         "movies": [view_json(v) for v in outcome.movies],
+        "suggestions": outcome.suggestions,
         "repairs": [
             {
                 "title": r.copy.movie.title,
@@ -386,6 +389,8 @@ def render_get(console: Console, outcome: GetOutcome) -> None:
         what = f"{outcome.title!r}" + (f" ({outcome.year})" if outcome.year else "")
         if answered:
             console.print(f"[yellow]not found:[/] {escape(what)} is on no reachable server")
+            if outcome.suggestions:
+                console.print("did you mean: " + escape("; ".join(outcome.suggestions)))
         else:
             print_error(console, "no server answered")
     for view in outcome.movies:
@@ -531,9 +536,11 @@ def render_replay(console: Console, report: ReplayReport) -> None:
 
 
 @contextlib.contextmanager
-def progress(console: Console, *, enabled: bool = True) -> Iterator[Progress]:
-    """A progress bar for long runs (only on a terminal, only after a second); yields the
-    callback that commands report to."""
+def progress(
+    console: Console, *, enabled: bool = True, plain_lines: bool = False
+) -> Iterator[Progress]:
+    """A progress bar for long runs (on a terminal, after a second); yields the callback that
+    commands report to. With `plain_lines`, off a terminal, a line on stderr every 2 seconds."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
     from rich.progress import Progress as Bar
 
@@ -541,9 +548,20 @@ def progress(console: Console, *, enabled: bool = True) -> Iterator[Progress]:
     bar: Bar | None = None
     tasks: dict[str, Any] = {}
 
+    last_line = started
+
     def report(stage: str, done: int, total: int) -> None:
-        nonlocal bar
-        if not enabled or not console.is_terminal or time.monotonic() - started < 1.0:
+        nonlocal bar, last_line
+        if not enabled:
+            return
+        now = time.monotonic()
+        if not console.is_terminal:
+            if plain_lines and now - last_line >= 2.0:
+                last_line = now
+                of = f" of {total:,}" if total else ""
+                print(f"{stage}: {done:,}{of}", file=sys.stderr, flush=True)
+            return
+        if now - started < 1.0:
             return
         if bar is None:
             bar = Bar(
@@ -555,8 +573,8 @@ def progress(console: Console, *, enabled: bool = True) -> Iterator[Progress]:
             )
             bar.start()
         if stage not in tasks:
-            tasks[stage] = bar.add_task(stage, total=total)
-        bar.update(tasks[stage], completed=done, total=total)
+            tasks[stage] = bar.add_task(stage, total=total or None)
+        bar.update(tasks[stage], completed=done, total=total or None)
 
     try:
         yield report
@@ -693,3 +711,161 @@ def _age(seconds: float) -> str:
     if seconds < 172800:
         return f"{seconds / 3600:.0f} h"
     return f"{seconds / 86400:.0f} d"
+
+
+# --- data: import, export, search ---------------------------------------------------------------
+
+
+def import_json(outcome: ImportOutcome) -> dict[str, Any]:
+    stored = sum(s.stored for s in outcome.servers.values())
+    return {
+        "file": outcome.source,
+        "format": outcome.format,
+        "rows": outcome.rows,
+        "rejected": outcome.rejected,
+        "rejects_file": outcome.rejects_file,
+        "rejections": [{"row": n, "reason": r} for n, r in outcome.rejections],
+        "stored": stored,
+        "servers": [
+            {
+                "server": str(s.server),
+                "stored": s.stored,
+                "unchanged": s.unchanged,
+                "conflicts": s.conflicts,
+                "failed": s.failed,
+                "error": s.error,
+            }
+            for s in outcome.servers.values()
+        ],
+        "seconds": round(outcome.seconds, 3),
+        "exit_code": outcome.exit_code,
+    }
+
+
+def render_import(console: Console, outcome: ImportOutcome) -> None:
+    rate = outcome.rows / outcome.seconds if outcome.seconds else 0.0
+    console.print(
+        f"{outcome.rows:,} rows read from {escape(outcome.source)} ({outcome.format}) in "
+        f"{outcome.seconds:.1f} s ({rate:,.0f} rows/s); {outcome.rejected:,} rejected"
+    )
+    table = Table(header_style="bold", box=None, padding=(0, 2, 0, 0))
+    for column in ("server", "stored", "unchanged", "conflicts", "failed"):
+        table.add_column(column, justify="left" if column == "server" else "right")
+    for s in outcome.servers.values():
+        table.add_row(
+            str(s.server), f"{s.stored:,}", f"{s.unchanged:,}", f"{s.conflicts:,}", f"{s.failed:,}"
+        )
+    console.print(table)
+    if any(s.conflicts for s in outcome.servers.values()):
+        console.print(
+            "conflicts: the server holds a different record of that movie; it was kept "
+            "(see `get` and `resolve`)",
+            style="yellow",
+        )
+    for s in outcome.servers.values():
+        if s.failed:
+            console.print(
+                f"[red]{s.server}:[/] {s.failed:,} rows not stored ({escape(s.error or '')}); "
+                "run `sync` when it is back to copy them from the other servers"
+            )
+    for number, reason in outcome.rejections[:5]:
+        console.print(f"  row {number}: {escape(reason)}", style="yellow")
+    if outcome.rejected > 5:
+        more = outcome.rejected - 5
+        where = f" (all in {outcome.rejects_file})" if outcome.rejects_file else ""
+        console.print(f"  ... {more:,} more rejected{where}", style="yellow")
+    elif outcome.rejected and outcome.rejects_file:
+        console.print(f"  rejected rows are in {outcome.rejects_file}", style="dim")
+
+
+def legacy_json(outcome: LegacyOutcome) -> dict[str, Any]:
+    return {
+        "directory": outcome.directory,
+        "found": outcome.found,
+        "servers_added": list(map(str, outcome.servers_added)),
+        "servers_known": list(map(str, outcome.servers_known)),
+        "ports": outcome.ports,
+        "ports_file": outcome.ports_file,
+        "movies": None if outcome.movies is None else import_json(outcome.movies),
+        "exit_code": outcome.exit_code,
+    }
+
+
+def render_legacy(console: Console, outcome: LegacyOutcome) -> None:
+    console.print(f"found in {escape(outcome.directory)}: {', '.join(outcome.found)}")
+    if outcome.servers_added or outcome.servers_known:
+        console.print(
+            f"servers: {len(outcome.servers_added)} added to the server list"
+            + (f", {len(outcome.servers_known)} already listed" if outcome.servers_known else "")
+        )
+    if outcome.ports_file:
+        console.print(
+            f"ports: {len(outcome.ports)} written to {escape(outcome.ports_file)} "
+            f"(use it with moviedb-server --ports-file {escape(outcome.ports_file)})"
+        )
+    if outcome.movies is not None:
+        render_import(console, outcome.movies)
+
+
+def export_json(outcome: ExportOutcome) -> dict[str, Any]:
+    return {
+        "format": outcome.format,
+        "output": outcome.target,
+        "movies": outcome.movies,
+        "conflicts": outcome.conflicts,
+        "unreachable": [{"server": str(s), "error": e} for s, e in outcome.unreachable.items()],
+        "exit_code": outcome.exit_code,
+    }
+
+
+def render_export(console: Console, outcome: ExportOutcome) -> None:
+    where = "stdout" if outcome.target == "-" else outcome.target
+    console.print(f"exported {outcome.movies:,} movies to {escape(where)} ({outcome.format})")
+    if outcome.conflicts:
+        console.print(
+            f"{outcome.conflicts:,} movies are in conflict: exported the newest-generation copy "
+            "of each (see `conflicts`)",
+            style="yellow",
+        )
+    for server, error in outcome.unreachable.items():
+        console.print(f"[red]{server} unreachable:[/] {escape(error)}")
+
+
+def search_json(outcome: SearchOutcome) -> dict[str, Any]:
+    return {
+        "query": outcome.query,
+        "results": [{"score": round(m.score, 1), **view_json(m.view)} for m in outcome.matches],
+        "more": outcome.more,
+        "unreachable": [{"server": str(s), "error": e} for s, e in outcome.unreachable.items()],
+        "exit_code": outcome.exit_code,
+    }
+
+
+def render_search(console: Console, outcome: SearchOutcome) -> None:
+    if not outcome.matches:
+        if outcome.answered:
+            console.print(f"[yellow]no match[/] for {escape(repr(outcome.query))}")
+        else:
+            print_error(console, "no server answered")
+    table = Table(header_style="bold", box=None, padding=(0, 2, 0, 0))
+    for column in ("score", "title", "director", "rating", "servers", "state"):
+        table.add_column(column, justify="right" if column in ("score", "rating") else "left")
+    for match in outcome.matches:
+        view = match.view
+        movie = view.groups[0].copy.movie
+        year = f" ({movie.year})" if movie.year is not None else ""
+        held = sum(len(g.servers) for g in view.groups)
+        table.add_row(
+            f"{match.score:.0f}",
+            f"{movie.title}{year}",
+            movie.director or "",
+            "" if movie.rating is None else f"{movie.rating:g}",
+            str(held),
+            _styled(view.state),
+        )
+    if outcome.matches:
+        console.print(table)
+    if outcome.more:
+        console.print("more matches exist: narrow the search or raise --limit", style="dim")
+    for server, error in outcome.unreachable.items():
+        console.print(f"[red]{server} unreachable:[/] {escape(error)}")

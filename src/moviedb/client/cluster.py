@@ -250,6 +250,18 @@ class Cluster:
             for item in result.results
         ]
 
+    async def search(self, request: protocol.Search) -> dict[Address, protocol.SearchResult | str]:
+        """Every server's hits for one search, or why it has none (an error text)."""
+
+        async def one(address: Address) -> protocol.SearchResult | str:
+            try:
+                result, _ = await self._call(address, request, protocol.SearchResult)
+            except _Failure as exc:
+                return exc.message
+            return result
+
+        return dict(zip(self.servers, await self._each(self.servers, one), strict=True))
+
     async def digest(self) -> dict[Address, protocol.DigestResult | str]:
         """Every server's catalog digest and bucket digests, or why it has none (an error text)."""
 

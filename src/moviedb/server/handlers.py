@@ -29,8 +29,10 @@ from moviedb.protocol import (
     Put,
     PutBatch,
     RequestError,
+    Search,
     Stats,
 )
+from moviedb.server import search
 from moviedb.server.storage import Applied, Purged, PurgeTombstone, StorageError, Store
 from moviedb.server.writer import GroupCommitter
 from moviedb.versions import HISTORY_LIMIT, Copy
@@ -248,6 +250,20 @@ async def _put(state: ServerState, request: Put) -> bytes:
     return protocol.encode_ok(request.id, result)
 
 
+def handle_search(state: ServerState, request: Search) -> Reply:
+    search.check(request)
+    return _search(state, request)
+
+
+async def _search(state: ServerState, request: Search) -> bytes:
+    # Tens of milliseconds on a large catalog: a worker thread (with its own connection) runs
+    # it, so that the event loop goes on serving other requests meanwhile.
+    committer = state.committer
+    return await asyncio.to_thread(
+        search.answer, state.store, committer.commits, committer.live_count, request
+    )
+
+
 HANDLERS: Final[dict[type[Any], Callable[[ServerState, Any], Reply]]] = {
     Hello: handle_hello,
     Get: handle_get,
@@ -258,6 +274,7 @@ HANDLERS: Final[dict[type[Any], Callable[[ServerState, Any], Reply]]] = {
     Keys: handle_keys,
     Fetch: handle_fetch,
     Purge: handle_purge,
+    Search: handle_search,
     Stats: handle_stats,
 }
 

@@ -8,9 +8,11 @@ write commits).
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
@@ -20,6 +22,10 @@ import msgspec
 from moviedb import digests
 from moviedb.model import fold_title
 from moviedb.versions import Copy, Decision, decide
+
+# Keys are `folded title + "\x1f" + year`; every key of one title lies in [folded\x1f, folded\x20).
+_SEPARATOR: Final = "\x1f"
+_AFTER_SEPARATOR: Final = "\x20"
 
 
 def _add_buckets(db: sqlite3.Connection) -> None:
@@ -44,6 +50,80 @@ def _add_buckets(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX tombstones ON movies (key) WHERE deleted = 1")
 
 
+# A movie's rating, as SQL: the expression of the index that filter-only searches page through.
+# (CAST: `doc` is a BLOB of JSON text, which newer SQLite would take for its binary JSONB.)
+_RATING: Final = "json_extract(CAST(doc AS TEXT), '$.movie.rating')"
+_YEAR: Final = "json_extract(CAST(doc AS TEXT), '$.movie.year')"
+_DIRECTOR: Final = "json_extract(CAST(doc AS TEXT), '$.movie.director')"
+
+# The search index holds the folded title of every live movie (the title part of its key, which
+# is model.fold_title of its title and never changes for a row). Its rowid is the movies rowid
+# with the title's length above bit 40, so FTS5's natural rowid order is shortest title first:
+# a search reads matches in that order and stops early instead of ranking every match.
+# (`movies` has no INTEGER PRIMARY KEY, so a VACUUM may renumber its rowids: the server never
+# runs one; after one run by hand, Store.rebuild_search_index() puts the indexes right.)
+_ROWID_BITS: Final = 40
+_ROWID_MASK: Final = (1 << _ROWID_BITS) - 1
+_MAX_LENGTH_RANK: Final = 4095
+
+# No bm25 ranking is asked of FTS5 (rapidfuzz ranks), so no column sizes are kept.
+_FTS_OPTIONS: Final = "tokenize = 'unicode61 remove_diacritics 2', detail = none, columnsize = 0"
+
+_SEARCH_SCHEMA: Final = (
+    f"CREATE VIRTUAL TABLE title_words USING fts5(words, {_FTS_OPTIONS}, prefix = '1 2 3')",
+    # Every indexed term and the number of movies holding it (the typo-tolerance vocabulary).
+    "CREATE VIRTUAL TABLE title_terms USING fts5vocab(title_words, 'row')",
+    # The folded director of every live movie that has one, keyed by the movies rowid: a search
+    # by director alone reads its few movies instead of scanning the catalog.
+    f"CREATE VIRTUAL TABLE director_words USING fts5(words, {_FTS_OPTIONS})",
+    # Filter-only searches page through live movies best rated first (NULL ratings last): all
+    # of them, or those of one year.
+    f"CREATE INDEX movies_by_rating ON movies ({_RATING} DESC, key) WHERE deleted = 0",
+    f"CREATE INDEX movies_by_year ON movies ({_YEAR}, {_RATING} DESC, key) WHERE deleted = 0",
+)
+
+
+def folded_title(key: str) -> str:
+    """The folded title of a movie key (see model.movie_key)."""
+    return key.partition(_SEPARATOR)[0]
+
+
+def _index_entry(rowid: int, key: str) -> tuple[int, str]:
+    """The search index's rowid and text for the movies row `rowid` holding `key`."""
+    if not 0 < rowid <= _ROWID_MASK:
+        raise StorageError(f"movies rowid {rowid} is beyond what the search index can key")
+    title = folded_title(key)
+    return min(len(title), _MAX_LENGTH_RANK) << _ROWID_BITS | rowid, title
+
+
+def _add_search(db: sqlite3.Connection) -> None:
+    """The search indexes, filled with every live movie."""
+    for statement in _SEARCH_SCHEMA:
+        db.execute(statement)
+    _fill_search(db)
+
+
+def _fill_search(db: sqlite3.Connection) -> None:
+    # In index rowid order (see _IndexChanges), which SQLite sorts for us on disk if need be.
+    db.create_function("search_rowid", 2, lambda r, k: _index_entry(r, k)[0], deterministic=True)
+    db.create_function("folded_title", 1, folded_title, deterministic=True)
+    db.execute(
+        "INSERT INTO title_words (rowid, words) SELECT search_rowid(rowid, key) AS entry, "
+        "folded_title(key) FROM movies WHERE deleted = 0 ORDER BY entry"
+    )
+    db.execute(
+        f"INSERT INTO director_words (rowid, words) SELECT rowid, fold_title({_DIRECTOR}) "
+        f"FROM movies WHERE deleted = 0 AND {_DIRECTOR} IS NOT NULL ORDER BY rowid"
+    )
+
+
+def folded_director(copy: Copy | None) -> str | None:
+    """What the director index holds for a copy: its folded director (None: no entry)."""
+    if copy is None or copy.deleted or copy.movie.director is None:
+        return None
+    return fold_title(copy.movie.director)
+
+
 _MIGRATIONS: Final[tuple[tuple[str, str | Callable[[sqlite3.Connection], None]], ...]] = (
     (
         "0001_movies",
@@ -64,11 +144,9 @@ _MIGRATIONS: Final[tuple[tuple[str, str | Callable[[sqlite3.Connection], None]],
         # it is old enough here (0 for rows stored before this column existed).
         "ALTER TABLE movies ADD COLUMN stored_at REAL NOT NULL DEFAULT 0",
     ),
+    ("0004_search", _add_search),
 )
 
-# Keys are `folded title + "\x1f" + year`; every key of one title lies in [folded\x1f, folded\x20).
-_SEPARATOR: Final = "\x1f"
-_AFTER_SEPARATOR: Final = "\x20"
 
 _decode_copy: Final = msgspec.json.Decoder(Copy).decode
 _encode: Final = msgspec.json.Encoder().encode
@@ -119,6 +197,64 @@ class Change:
         self.bucket_xor[bucket] = self.bucket_xor.get(bucket, 0) ^ digests.entry_hash(key, rev)
 
 
+@dataclass(frozen=True, slots=True)
+class MovieFilter:
+    """What a search keeps besides its title match: every given condition must hold."""
+
+    year: int | None = None
+    director: str | None = None  # folded: a run of whole words of the folded director
+    genre: str | None = None  # folded: equal to one of the movie's folded genres
+    min_rating: float | None = None
+
+    def sql(self) -> tuple[str, list[object]]:
+        """The conditions on a `movies` row as SQL (`AND ...` each), and their parameters."""
+        where: list[str] = []
+        params: list[object] = []
+        if self.year is not None:
+            suffix = f"{_SEPARATOR}{self.year}"
+            where.append("substr(key, ?) = ?")
+            params += [-len(suffix), suffix]
+        if self.min_rating is not None:
+            where.append(f"{_RATING} >= ?")
+            params.append(self.min_rating)
+        if self.director is not None:
+            where.append(f"instr(' ' || fold_title({_DIRECTOR}) || ' ', ?) > 0")
+            params.append(f" {self.director} ")
+        if self.genre is not None:
+            where.append(
+                "EXISTS (SELECT 1 FROM json_each(CAST(doc AS TEXT), '$.movie.genres') "
+                "WHERE fold_title(value) = ?)"
+            )
+            params.append(self.genre)
+        return "".join(f" AND {w}" for w in where), params
+
+
+def _fold_text(text: object) -> str | None:
+    return fold_title(text) if isinstance(text, str) else None
+
+
+@dataclass(slots=True)
+class _IndexChanges:
+    """Search index rows to delete and insert at the end of a transaction, in rowid order:
+    FTS5 writes its pending changes out whenever a rowid comes lower than the one before it,
+    which would make a large batch of writes in key order several times slower."""
+
+    changes: list[tuple[str, int, int, str | None]] = field(default_factory=list)
+
+    def add(self, table: str, rowid: int, words: str | None) -> None:
+        """Insert `words` at `rowid`, or delete the row when `words` is None."""
+        self.changes.append((table, rowid, len(self.changes), words))
+
+    def write(self, db: sqlite3.Connection) -> None:
+        # Sorted by table, rowid, then the order they came in (a delete and an insert of one
+        # rowid keep their order).
+        for table, rowid, _, words in sorted(self.changes):
+            if words is None:
+                db.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))
+            else:
+                db.execute(f"INSERT INTO {table} (rowid, words) VALUES (?, ?)", (rowid, words))
+
+
 class Store:
     """One SQLite database of versioned movie copies."""
 
@@ -127,6 +263,10 @@ class Store:
         self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
         )
+        self._db.create_function("fold_title", 1, _fold_text, deterministic=True)
+        self._local = threading.local()
+        self._readers: list[Store] = []
+        self._readers_lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit reaches the disk before the write is acknowledged (see docs/storage.md).
         self._db.execute("PRAGMA synchronous=FULL")
@@ -235,6 +375,118 @@ class Store:
                 docs.append(row[0])
         return docs
 
+    # --- search -------------------------------------------------------------------------------
+
+    def reader_for_this_thread(self) -> Store:
+        """A read-only Store on the same file for the calling thread: made on its first call
+        there, closed with this Store (sqlite3 connections are not shared between threads)."""
+        reader: Store | None = getattr(self._local, "reader", None)
+        if reader is None:
+            reader = Store(self.path, for_writing=False)
+            self._local.reader = reader
+            with self._readers_lock:
+                self._readers.append(reader)
+        return reader
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Every read inside sees the same committed state (one read transaction)."""
+        self._db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self._db.execute("COMMIT")
+
+    def title_terms(self) -> list[tuple[str, int]]:
+        """Every term of the title index, in order, with the number of movies holding it."""
+        return self._db.execute("SELECT term, doc FROM title_terms").fetchall()
+
+    def last_rowid(self) -> int:
+        return int(self._db.execute("SELECT coalesce(max(rowid), 0) FROM movies").fetchone()[0])
+
+    def titles_after(self, rowid: int, limit: int) -> list[tuple[int, str | None]]:
+        """(rowid, folded title) of the rows after `rowid`, in rowid order; the title is None
+        for a tombstone."""
+        rows = self._db.execute(
+            "SELECT rowid, CASE WHEN deleted = 0 THEN key END FROM movies WHERE rowid > ? "
+            "ORDER BY rowid LIMIT ?",
+            (rowid, limit),
+        )
+        return [(row, None if key is None else folded_title(key)) for row, key in rows]
+
+    def match_titles(
+        self, query: str, where: MovieFilter, limit: int, scan_limit: int
+    ) -> list[bytes]:
+        """The copies (JSON) of live movies whose title matches the FTS5 `query` and that pass
+        `where`: the first `limit`, shortest title first, among the first `scan_limit` matches."""
+        conditions, params = where.sql()
+        rows = self._db.execute(
+            "SELECT doc FROM (SELECT rowid AS id FROM title_words WHERE title_words MATCH ? "
+            f"LIMIT ?) JOIN movies ON movies.rowid = id & {_ROWID_MASK} "
+            f"WHERE deleted = 0{conditions} LIMIT ?",
+            (query, scan_limit, *params, limit),
+        )
+        return [row[0] for row in rows]
+
+    def best_rated(self, where: MovieFilter, count: int, scan_limit: int) -> list[bytes]:
+        """The first `count` live movies that pass `where`, best rated first (unrated last,
+        then in key order), among the first `scan_limit` live movies of that year (when
+        `where` has one) or of the whole catalog, in that order."""
+        conditions, params = where.sql()
+        ranges = ""  # conditions that the index itself narrows down
+        if where.year is not None:
+            ranges += f"AND {_YEAR} = ? "
+            params.append(where.year)
+        if where.min_rating is not None:
+            ranges += f"AND {_RATING} >= ? "
+            params.append(where.min_rating)
+        rows = self._db.execute(
+            f"SELECT CASE WHEN 1{conditions} THEN doc END FROM movies WHERE deleted = 0 "
+            f"{ranges}ORDER BY {_RATING} DESC, key LIMIT ?",
+            (*params, scan_limit),
+        )
+        docs: list[bytes] = []
+        for (doc,) in rows:
+            if doc is not None:
+                docs.append(doc)
+                if len(docs) == count:
+                    break
+        return docs
+
+    def best_rated_by_director(
+        self, query: str, where: MovieFilter, count: int, limit: int
+    ) -> list[bytes] | None:
+        """As best_rated, among the movies whose director matches the FTS5 `query`; None when
+        more than `limit` match it (then scanning in rating order finds hits sooner)."""
+        (matches,) = self._db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM director_words WHERE director_words MATCH ? "
+            "LIMIT ?)",
+            (query, limit + 1),
+        ).fetchone()
+        if matches > limit:
+            return None
+        conditions, params = where.sql()
+        rows = self._db.execute(
+            "SELECT doc FROM movies WHERE rowid IN (SELECT rowid FROM director_words "
+            f"WHERE director_words MATCH ?) AND deleted = 0{conditions} "
+            f"ORDER BY {_RATING} DESC, key LIMIT ?",
+            (query, *params, count),
+        )
+        return [row[0] for row in rows]
+
+    def rebuild_search_index(self) -> None:
+        """Index every live movie anew (after a VACUUM, which may renumber rowids)."""
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute("DELETE FROM title_words")
+            db.execute("DELETE FROM director_words")
+            _fill_search(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
     # --- writes ---------------------------------------------------------------------------------
 
     def apply(self, writes: Sequence[Write]) -> tuple[list[Outcome], Change]:
@@ -249,11 +501,13 @@ class Store:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
+                index = _IndexChanges()
                 for write in writes:
                     if isinstance(write, PurgeTombstone):
                         outcomes.append(self._purge(write, change))
                     else:
-                        outcomes.append(self._put(write, change))
+                        outcomes.append(self._put(write, change, index))
+                index.write(db)
                 for bucket, xor in change.bucket_xor.items():
                     if xor:
                         value = digests.to_signed(xor)
@@ -275,14 +529,15 @@ class Store:
         row = self._db.execute("SELECT doc FROM movies WHERE key = ?", (key,)).fetchone()
         return None if row is None else _decode_copy(row[0])
 
-    def _put(self, copy: Copy, change: Change) -> Applied:
+    def _put(self, copy: Copy, change: Change, index: _IndexChanges) -> Applied:
         stored = self._stored(copy.key)
         decision = decide(stored, copy)
         if decision is Decision.APPLY:
-            self._db.execute(
+            rowid = self._db.execute(
                 "INSERT INTO movies (key, rev, deleted, doc, bucket, stored_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET rev = excluded.rev, "
-                "deleted = excluded.deleted, doc = excluded.doc, stored_at = excluded.stored_at",
+                "deleted = excluded.deleted, doc = excluded.doc, stored_at = excluded.stored_at "
+                "RETURNING rowid",
                 (
                     copy.key,
                     copy.rev,
@@ -291,7 +546,8 @@ class Store:
                     digests.bucket_of(copy.key),
                     time.time(),
                 ),
-            )
+            ).fetchall()[0][0]
+            self._index_for_search(rowid, stored, copy, index)
             change.live_delta += _live(copy) - (stored is not None and _live(stored))
             change.entries_delta += stored is None
             if stored is not None:
@@ -299,6 +555,26 @@ class Store:
             change.toggle(copy.key, copy.rev)
         refused = decision in (Decision.STALE, Decision.CONFLICT)
         return Applied(decision, stored if refused else None)
+
+    def _index_for_search(
+        self, rowid: int, stored: Copy | None, copy: Copy, index: _IndexChanges
+    ) -> None:
+        """Keep the search indexes equal to the live rows, in the same transaction as the row.
+
+        The title comes from the key, which an upsert keeps: an edit of a live movie leaves
+        its title entry as it is; a tombstone removes it; a live copy over a tombstone (or a
+        new movie) adds it. A director entry is replaced whenever the folded director changes.
+        """
+        was_live = stored is not None and not stored.deleted
+        if was_live != (not copy.deleted):
+            entry_rowid, words = _index_entry(rowid, copy.key)
+            index.add("title_words", entry_rowid, None if was_live else words)
+        before, after = folded_director(stored), folded_director(copy)
+        if before != after:
+            if before is not None:
+                index.add("director_words", rowid, None)
+            if after is not None:
+                index.add("director_words", rowid, after)
 
     def _purge(self, purge: PurgeTombstone, change: Change) -> Purged:
         row = self._db.execute(
@@ -315,6 +591,10 @@ class Store:
         return Purged(True, None)
 
     def close(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for reader in readers:
+            reader.close()
         self._db.close()
 
 
