@@ -19,7 +19,7 @@ from moviedb.model import fold_title
 from moviedb.session import Session
 
 QUIT_WORDS = frozenset({"quit", "exit"})
-TITLE_COMMANDS = frozenset({"get", "edit", "add", "delete", "resolve", "sync"})
+TITLE_COMMANDS = frozenset({"get", "edit", "add", "delete", "resolve", "sync", "search"})
 PREFETCH_TITLES = 5000
 
 
