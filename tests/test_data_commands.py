@@ -253,3 +253,130 @@ def test_search_merges_the_servers_and_get_suggests(moviedb: Moviedb, tmp_path: 
     assert got["suggestions"][0] == "The Matrix (1999)"
     code, text = moviedb("get", "amelei")
     assert "did you mean: Amélie (2001)" in text
+
+
+# --- what a review found --------------------------------------------------------------------------
+
+
+def test_search_shows_the_newest_version_not_a_servers_stale_hit(moviedb: Moviedb) -> None:
+    _, second, third = moviedb.servers
+    assert moviedb("add", "Zardoz", "--year", "1974", "--set", "rating=8.5")[0] == 0
+    assert moviedb("edit", "Zardoz", "--set", "rating=5", servers=[second])[0] == 0
+    code, found = moviedb.json("search", "zardoz", "--min-rating", "8")
+    assert (code, found["results"]) == (1, [])  # the newest version is rated 5
+    code, found = moviedb.json("search", "zardoz")
+    (hit,) = found["results"]
+    assert (hit["state"], hit["versions"][0]["rating"]) == ("stale", 5.0)
+    assert moviedb("delete", "Zardoz", "--yes", servers=[second, third])[0] == 0
+    code, found = moviedb.json("search", "zardoz")
+    assert (code, found["results"]) == (1, [])  # deleted, though the first still matches
+
+
+def test_search_arguments_are_checked_with_a_clear_message(moviedb: Moviedb) -> None:
+    assert moviedb("add", "Alien", "--year", "1979", "--set", "rating=8.5")[0] == 0
+    code, out = moviedb.json("search", "alien", "--year", "79")
+    assert code == 2
+    assert "not a year" in out["error"]["message"]
+    code, out = moviedb.json("search", " ".join(["word"] * 40))
+    assert code == 2
+    code, found = moviedb.json("search", "--min-rating", "8")
+    assert [r["title"] for r in found["results"]] == ["Alien"]
+
+
+def test_a_failed_export_leaves_the_previous_file_alone(moviedb: Moviedb, tmp_path: Path) -> None:
+    first = moviedb.servers[0]
+    assert moviedb("add", "Alien", "--year", "1979", servers=[first])[0] == 0
+    output = tmp_path / "catalog.json"
+    assert moviedb("export", "-o", str(output), servers=[first])[0] == 0
+    before = output.read_text(encoding="utf-8")
+    first.kill()
+    code, summary = moviedb.json("export", "-o", str(output), servers=[first])
+    assert code == 3
+    assert summary["written"] is False
+    assert output.read_text(encoding="utf-8") == before
+    assert not output.with_name("catalog.json.part").exists()
+
+
+def test_import_rejects_a_second_row_for_the_same_movie_with_other_data(
+    moviedb: Moviedb, tmp_path: Path
+) -> None:
+    source = tmp_path / "dups.csv"
+    source.write_text("title,year,rating\nAlien,1979,8.5\nALIEN,1979,9.0\nAlien,1979,8.5\n")
+    _, summary = moviedb.json("import", str(source))
+    assert (summary["rows"], summary["rejected"], summary["duplicates"]) == (3, 1, 1)
+    assert "row 1" in summary["rejections"][0]["reason"]
+    assert summary["rejections"][0]["row"] == 2
+    assert [s["conflicts"] for s in summary["servers"]] == [0, 0, 0]
+
+
+def test_import_refuses_to_write_rejects_over_its_input(moviedb: Moviedb, tmp_path: Path) -> None:
+    source = tmp_path / "movies.csv"
+    source.write_text("title,year\nAlien,1979\n")
+    code, out = moviedb.json("import", str(source), "--rejects", str(source))
+    assert code == 2
+    assert "being imported" in out["error"]["message"]
+    assert source.read_text() == "title,year\nAlien,1979\n"
+
+
+def test_import_to_a_server_outside_the_list(
+    moviedb: Moviedb, start_servers: StartServers, tmp_path: Path
+) -> None:
+    (other,) = start_servers(1, prefix="other")
+    source = tmp_path / "movies.csv"
+    source.write_text("title,year\nAlien,1979\nHeat,1995\n")
+    code, summary = moviedb.json(
+        "import", str(source), "--to", other.address, "--to", other.address
+    )
+    assert code == 0, summary
+    assert [(s["server"], s["stored"]) for s in summary["servers"]] == [(other.address, 2)]
+
+
+def test_a_file_broken_in_the_middle_keeps_what_came_before(
+    moviedb: Moviedb, tmp_path: Path
+) -> None:
+    source = tmp_path / "movies.json"
+    good = ",".join(json.dumps({"title": f"Film {i}", "year": 2000}) for i in range(1200))
+    source.write_text(f'[{good}, {{"title": "Broken", "year": ')
+    code, summary = moviedb.json("import", str(source))
+    assert code == 4, summary
+    assert summary["stopped"]
+    assert [s["stored"] for s in summary["servers"]] == [1200] * 3
+
+
+def test_large_records_are_batched_under_the_line_limit(moviedb: Moviedb, tmp_path: Path) -> None:
+    source = tmp_path / "big.ndjson"
+    rows = [{"title": f"Epic {i}", "year": 2000, "plot": "x" * 2500} for i in range(600)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    code, summary = moviedb.json("import", str(source))
+    assert code == 0, summary
+    assert [s["stored"] for s in summary["servers"]] == [600] * 3
+    code, out = moviedb("export", "--format", "ndjson")
+    assert code == 0
+    assert len([line for line in out.splitlines() if line.startswith("{")]) == 600
+
+
+def test_a_hung_server_costs_one_timeout_not_one_per_batch(
+    moviedb: Moviedb, tmp_path: Path
+) -> None:
+    import signal
+
+    first, second, _ = moviedb.servers
+    source = tmp_path / "movies.ndjson"
+    source.write_text(
+        "".join(json.dumps({"title": f"Film {i}", "year": 2000}) + "\n" for i in range(5000))
+    )
+    second.signal(signal.SIGSTOP)
+    try:
+        addresses = f"{first.address},{second.address}"
+        result = CliRunner().invoke(
+            cli, ["--servers", addresses, "--timeout", "0.5", "--json", "import", str(source)]
+        )
+    finally:
+        second.signal(signal.SIGCONT)
+    summary = json.loads(result.output)
+    assert result.exit_code == 4, summary
+    by_server = {s["server"]: s for s in summary["servers"]}
+    assert by_server[first.address]["stored"] == 5000
+    hung = by_server[second.address]
+    assert hung["unknown"] + hung["failed"] == 5000
+    assert hung["unknown"] <= 4 * 500  # only the batches in flight when it stopped answering

@@ -201,6 +201,53 @@ def test_stray_bad_byte_after_the_first_mib_loses_nothing(tmp_path: Path) -> Non
     assert movies(path)[-1] == Movie("Amélie", 2001)
 
 
+def test_a_stray_cp1252_byte_in_a_utf8_file_costs_only_that_byte(tmp_path: Path) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes(
+        "title,year\nБрат,1997\n千と千尋の神隠し,2001\nAmélie,2001\n".encode()
+        + "Café Society,2016\n".encode("cp1252")
+    )
+    assert detect_encoding(path) == "utf-8"
+    assert movies(path) == [
+        Movie("Брат", 1997),
+        Movie("千と千尋の神隠し", 2001),
+        Movie("Amélie", 2001),
+        Movie("Café Society", 2016),
+    ]
+
+
+def test_the_stray_byte_may_come_first(tmp_path: Path) -> None:
+    path = tmp_path / "m.tsv"
+    path.write_bytes(
+        b"title\tdirector\n"
+        + "Café Society\tWoody Allen\n".encode("cp1252")
+        + "Брат\tАлексей Балабанов\n".encode()
+    )
+    assert detect_encoding(path) == "utf-8"
+    assert movies(path) == [
+        Movie("Café Society", director="Woody Allen"),
+        Movie("Брат", director="Алексей Балабанов"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"title\nAlien\n", "utf-8"),
+        ("title\nAm\u00e9lie\n".encode(), "utf-8"),
+        ("title\nAm\u00e9lie\n".encode("cp1252"), "cp1252"),
+        ("title\nDéjà vu – “Fin”\n".encode("cp1252"), "cp1252"),
+        (b"title\nA\xc3", "cp1252"),  # a multi-byte sequence cut off by the end of the file
+        ("title\nБрат".encode()[:-1], "utf-8"),  # cut off, after whole ones
+        (b"", "utf-8"),
+    ],
+)
+def test_detect_encoding(tmp_path: Path, content: bytes, expected: str) -> None:
+    path = tmp_path / "m.csv"
+    path.write_bytes(content)
+    assert detect_encoding(path) == expected
+
+
 def test_mojibake_is_repaired(tmp_path: Path) -> None:
     path = write(tmp_path / "m.csv", "title,director\nAmÃ©lie,FranÃ§ois â€œFrankâ€\x9d\n")
     assert movies(path) == [Movie("Amélie", director="François “Frank”")]
@@ -527,6 +574,106 @@ def test_rating_out_of_range_is_rejected_with_its_column(tmp_path: Path) -> None
     assert result[-1].movie.rating == 8.3
 
 
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"title": 10**5000}, r"^title: a number of more than 4300 digits is not accepted"),
+        ({"title": "A", "year": 10**5000}, r"^year: <a number too long to show> is not a year"),
+        ({"title": "A", "year": 2**70}, r"^year: 1180591620717411303424 is not a year"),
+        ({"title": "A", "runtime": 10**5000}, r"^runtime_min: <a number too long to show> is not"),
+        (
+            {"title": "A", "rating": 10**5000},
+            r"^rating: <a number too long to show> is out of range",
+        ),
+        (
+            {"title": "A", "rating": 10**400},
+            r"^rating: 1000000.*… is out of range; accepted: 0 to 10",
+        ),
+        ({"title": "A", "note": 10**5000}, r"^note: a number of more than 4300 digits"),
+        ({"title": "A", "note": [10**5000]}, r"^note: a number of more than 4300 digits"),
+        ({"title": "A", "cast": [10**5000]}, r"^cast entry 1: a number of more than 4300"),
+        ({"title": "A", "extra": {10**5000: "x"}}, r"^extra field name: a number of more than"),
+    ],
+    ids=[
+        "title",
+        "year",
+        "year 2**70",
+        "runtime",
+        "rating",
+        "rating 10**400",
+        "extra",
+        "extra list",
+        "cast",
+        "nested extra name",
+    ],
+)
+def test_numbers_too_long_to_print_are_rejected_with_a_reason(
+    data: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidMovie, match=message):
+        record_from_mapping(data)
+
+
+def test_numbers_too_long_to_print_deep_in_an_extra_value() -> None:
+    movie = record_from_mapping({"title": "A", "note": [[10**5000]]})
+    assert movie.extra == {"note": '[["<a number too long to show>"]]'}
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"title": "a\ud800"}, "title"),
+        ({"title": "A", "plot": "\udfff"}, "plot"),
+        ({"title": "A", "cast": "x, \udc00"}, "cast"),
+        ({"title": "A", "note": "\ud800"}, "note"),
+        ({"title": "A", "note\ud800": "x"}, r"extra field 'note\\ud800'"),
+    ],
+)
+def test_lone_surrogates_are_rejected(data: dict[str, Any], field: str) -> None:
+    with pytest.raises(
+        InvalidMovie, match=f"^{field}: holds '\\\\ud[0-9a-f]{{3}}', half of a surrogate"
+    ):
+        record_from_mapping(data)
+    assert record_from_mapping({"title": "\U0001f3ac"}).title == "\U0001f3ac"
+
+
+def test_lone_surrogates_from_a_json_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.ndjson", '{"title": "\\ud83c\\udfac"}\n{"title": "\\ud83c"}\n')
+    result = rows(path)
+    assert result[0] == Row(1, Movie("\U0001f3ac"))
+    assert isinstance(result[1], Rejected)
+    assert "half of a surrogate pair" in result[1].reason
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        ("Alien", "'Alien'"),
+        (("Heat", 1995), "('Heat', 1995)"),
+        ((1,), "(1,)"),
+        ([1, [2, None]], "[1, [2, None]]"),
+        ({"a": {True}}, "{'a': {True}}"),
+        (frozenset(), "frozenset()"),
+        (set(), "set()"),
+        (frozenset({1}), "frozenset({1})"),
+        ("x" * 100, "'" + "x" * 58 + "…"),
+        (10**5000, "<a number too long to show>"),
+        ("\ud800", "'\\ud800'"),
+    ],
+    ids=lambda value: None if not isinstance(value, int) else "int",
+)
+def test_shown(value: object, text: str) -> None:
+    assert importers.shown(value) == text
+
+
+def test_shown_costs_what_it_shows_not_the_size_of_the_value() -> None:
+    shared: list[Any] = ["ab"]
+    for _ in range(200):
+        shared = [shared, shared]  # 2**200 values written out in full
+    assert importers.shown(shared) == "[" * 59 + "…"
+    assert len(importers.shown(shared, 1000)) == 1000
+
+
 def test_invalid_records_get_the_model_message() -> None:
     with pytest.raises(InvalidMovie, match=r"^title: is 501 characters long; at most 500"):
         record_from_mapping({"title": "x" * 501})
@@ -599,6 +746,64 @@ def test_csv_extra_column_with_json_text_round_trips(tmp_path: Path) -> None:
         Movie("Alien", genres=["Horror", "Sci-Fi"], extra={"Country": "US", "n": 3}),
         Movie("Heat", extra={"source extra": "{not json"}),
     ]
+
+
+def csv_with_json_lists(catalog: list[Movie], delimiter: str = ",") -> str:
+    """The catalog as moviedb's CSV export writes it: lists as JSON arrays, ratings in full."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer, delimiter=delimiter)
+    writer.writerow(KNOWN_FIELDS)
+    for movie in catalog:
+        row: list[object] = []
+        for field in KNOWN_FIELDS:
+            value = getattr(movie, field)
+            if isinstance(value, list):
+                row.append(json.dumps(value, ensure_ascii=False))
+            elif isinstance(value, float):
+                row.append(repr(value))
+            else:
+                row.append("" if value is None else value)
+        writer.writerow(row)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(("name", "delimiter"), [("m.csv", ","), ("m.tsv", "\t")])
+def test_csv_list_cells_holding_json_arrays_are_those_lists(
+    tmp_path: Path, name: str, delimiter: str
+) -> None:
+    iron_man = Movie(
+        "Iron Man",
+        2008,
+        cast=["Downey Jr., Robert", "Paltrow; Gwyneth"],
+        genres=["Sci-Fi/Fantasy"],
+        rating=7.912345678,
+    )
+    catalog = [iron_man, Movie("Tiny", 2001, rating=0.00001, cast=['Say "hi" | [x]'])]
+    path = tmp_path / name
+    path.write_text(csv_with_json_lists(catalog, delimiter), encoding="utf-8", newline="")
+    assert movies(path) == catalog
+
+
+@pytest.mark.parametrize(
+    ("cell", "cast"),
+    [
+        ('["Sigourney Weaver", "Tom Skerritt"]', ["Sigourney Weaver", "Tom Skerritt"]),
+        (' ["Weaver, Sigourney"] ', ["Weaver, Sigourney"]),
+        ("[]", []),
+        ('["a", 1]', ['["a"', "1]"]),  # not all text: split as before
+        ("[Weaver, Skerritt]", ["[Weaver", "Skerritt]"]),  # not JSON
+        ('["Weaver"', ['["Weaver"']),
+        ('"Weaver", "Skerritt"', ['"Weaver"', '"Skerritt"']),
+    ],
+)
+def test_only_a_json_array_of_text_is_taken_as_a_list(cell: str, cast: list[str]) -> None:
+    converter = importers._Converter(None, json_lists=True)
+    assert converter.record({"title": "Alien", "cast": cell}).cast == cast
+
+
+def test_json_files_keep_splitting_text_lists(tmp_path: Path) -> None:
+    path = write(tmp_path / "m.json", '[{"title": "Alien", "genres": "[\\"Horror\\"]"}]')
+    assert movies(path) == [Movie("Alien", genres=['["Horror"]'])]
 
 
 def importers_encode(movie: Movie) -> bytes:
@@ -705,6 +910,19 @@ def test_rejects_writer(tmp_path: Path) -> None:
     ]
     with pytest.raises(RuntimeError, match="outside its `with` block"):
         rejects.write(Rejected(1, "x", "y"))
+
+
+def test_rejects_writer_with_numbers_too_long_to_print_and_lone_surrogates(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "rejects.ndjson"
+    with RejectsWriter(out) as rejects:
+        rejects.write(Rejected(1, "big", {"n": 10**5000, "t": (10**5000, "a"), 10**5000: 1}))
+        rejects.write(Rejected(2, "half a pair", {"title": "a\ud800b"}))
+    first, second = (json.loads(line) for line in out.read_text(encoding="utf-8").splitlines())
+    too_long = "<a number too long to show>"
+    assert first["data"] == {"n": too_long, "t": [too_long, "a"], too_long: 1}
+    assert second["data"] == {"title": "a\ud800b"}
 
 
 def test_rejects_writer_to_an_unwritable_place(tmp_path: Path) -> None:
@@ -909,6 +1127,35 @@ def test_movies_written_with_csv_writer_read_back_the_same(
         writer.writerow([*row, *(movie.extra.get(name, "") for name in extras)])
     path = tmp_path / "round.csv"
     path.write_text(buffer.getvalue(), encoding="utf-8", newline="")
+    assert movies(path) == catalog
+
+
+list_item = plain_text.map(str.strip).filter(bool)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    st.lists(
+        st.builds(
+            lambda title, cast, genres, rating: validate(
+                Movie(title, cast=cast, genres=genres, rating=rating)
+            ),
+            plain_text.filter(str.strip),
+            st.lists(list_item, max_size=4),
+            st.lists(list_item, max_size=3),
+            st.none() | st.floats(0, 10),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_lists_with_any_separators_round_trip_as_json_arrays(
+    tmp_path: Path, catalog: list[Movie]
+) -> None:
+    path = tmp_path / "round.csv"
+    path.write_text(csv_with_json_lists(catalog), encoding="utf-8", newline="")
     assert movies(path) == catalog
 
 

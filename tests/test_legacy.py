@@ -6,13 +6,17 @@ function, or by hand) and only ever given to moviedb.legacy, never to pickle.loa
 
 from __future__ import annotations
 
+import json
 import os
 import pathlib
 import pickle
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from moviedb import legacy
 from moviedb.importers import Rejected, RejectsWriter, Row
@@ -24,7 +28,7 @@ from moviedb.legacy import (
     read_ports,
     read_servers,
 )
-from moviedb.model import Movie
+from moviedb.model import Movie, canonical_bytes, validate
 
 PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))
 
@@ -402,3 +406,297 @@ def test_find_files_is_case_sensitive_and_says_what_it_looked_for(tmp_path: Path
         find_files(tmp_path)
     with pytest.raises(LegacyError, match="cannot be listed"):
         find_files(tmp_path / "missing")
+
+
+# --- files that refer to the same values over and over ------------------------------------------
+
+
+def shared_lists(depth: int, leaf: object = "ab") -> list[Any]:
+    """A list that is 2**depth leaves written out in full, and depth + 1 lists in the pickle."""
+    value: list[Any] = [leaf]
+    for _ in range(depth):
+        value = [value, value]
+    return value
+
+
+def shared_tuples(depth: int, leaf: object = "ab") -> tuple[Any, ...]:
+    value: tuple[Any, ...] = (leaf,)
+    for _ in range(depth):
+        value = (value, value)
+    return value
+
+
+READERS = [load_restricted, read_movies, read_servers, read_ports]
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_tiny_file_that_is_huge_written_out_is_refused(tmp_path: Path, protocol: int) -> None:
+    catalog = {"Alien": {"year": 1979, "notes": shared_lists(30)}}
+    path = dump(tmp_path / "moviedb.p", catalog, protocol)
+    assert path.stat().st_size < 1000
+    for read in READERS:
+        with pytest.raises(
+            LegacyError,
+            match=r"moviedb\.p: refused: it holds more than 1000000 values, counting each shared "
+            "part every time it appears",
+        ):
+            read(path)
+
+
+def test_the_limit_on_values_grows_with_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(legacy, "MAX_EXPANDED_VALUES", 50)
+    catalog = {f"Movie {i}": {"year": 1900 + i} for i in range(100)}  # 401 values, no sharing
+    assert len(list(read_movies(dump(tmp_path / "moviedb.p", catalog)))) == 100
+    bomb = dump(tmp_path / "bomb.p", {"Alien": shared_lists(8)})  # 768 values written out
+    with pytest.raises(LegacyError, match=f"holds more than {bomb.stat().st_size} values"):
+        load_restricted(bomb)
+
+
+def test_shared_text_written_out_over_the_size_limit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(legacy, "MAX_FILE_BYTES", 1000)
+    plot = "x" * 300
+    assert load_restricted(dump(tmp_path / "ok.p", {"Alien": plot, "Aliens": plot}))
+    with pytest.raises(LegacyError, match="its text comes to more than 1000 characters"):
+        load_restricted(dump(tmp_path / "m.p", {f"Alien {i}": plot for i in range(10)}))
+
+
+def test_an_entry_that_fails_is_shown_briefly(tmp_path: Path) -> None:
+    big = shared_lists(15)  # 98,303 values written out: within the limit
+    with pytest.raises(LegacyError, match=r"entry 1 \(\[\[\[\[.*…\) is not a server") as e:
+        read_servers(dump(tmp_path / "serverdb.p", [[big, big, big]]))
+    assert len(str(e.value)) < 300
+    with pytest.raises(LegacyError, match=r"entry 2 \(\[\[\[\[.*…\): not a port") as e:
+        read_ports(dump(tmp_path / "portdb.p", [7001, big]))
+    assert len(str(e.value)) < 300
+    (rejected,) = read_movies(dump(tmp_path / "moviedb.p", {shared_tuples(15): "plot"}, 4))
+    assert isinstance(rejected, Rejected)
+    assert re.fullmatch(r"title: \(\(\(\(.*… is not text; accepted: text titles", rejected.reason)
+
+
+# (('ab',), ('ab',)) and so on, 40 deep, by hand: building it in Python is cheap, but putting it
+# in a dict or set here would hash it, which takes 2**40 steps.
+SMALL_TUPLE = shared_tuples(10)  # 3,070 values written out
+TUPLE_BOMB = b"\x8c\x02ab\x85" + b"2\x86" * 40  # SHORT_BINUNICODE, TUPLE1, (DUP, TUPLE2) * 40
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x80\x04}" + TUPLE_BOMB + b"\x8c\x04plots.",  # {bomb: "plot"}
+        b"\x80\x04\x8f(" + TUPLE_BOMB + b"\x90.",  # {bomb}
+        b"\x80\x04(" + TUPLE_BOMB + b"\x91.",  # frozenset({bomb})
+        b"\x80\x04]}" + TUPLE_BOMB + b"K\x01sa.",  # [{bomb: 1}]
+        b"\x80\x04(" + TUPLE_BOMB + b"K\x01d.",  # {bomb: 1}, with DICT
+        pickle.dumps({(SMALL_TUPLE, i): i for i in range(500)}, 4),  # each key small enough
+    ],
+    ids=["dict key", "set member", "frozenset member", "nested dict key", "DICT", "many keys"],
+)
+def test_keys_and_set_members_too_large_to_hash_are_refused_before_loading(
+    tmp_path: Path, content: bytes
+) -> None:
+    path = tmp_path / "moviedb.p"
+    path.write_bytes(content)
+    assert len(content) < 10_000
+    with pytest.raises(
+        LegacyError,
+        match=r"moviedb\.p: refused at byte \d+ \(opcode \w+\): its dict keys and set members "
+        "hold more than 1000000 values, counting each shared part",
+    ):
+        load_restricted(path)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\x80\x04\x8f(N" + b"\x85" * 100_000 + b"\x90.",  # {((((None,),),)...)}
+        b"\x80\x04}N" + b"\x85" * 100_000 + b"Ns.",  # {((((None,),),)...): None}
+    ],
+    ids=["set member", "dict key"],
+)
+def test_deeply_nested_keys_are_refused_before_loading(tmp_path: Path, content: bytes) -> None:
+    # Hashing a tuple nested 100,000 deep would overflow the C stack and crash the process.
+    path = tmp_path / "moviedb.p"
+    path.write_bytes(content)
+    with pytest.raises(LegacyError, match=r"refused at byte 100005 .*more than 100 deep"):
+        load_restricted(path)
+
+
+def test_sharing_does_not_hide_deep_nesting(tmp_path: Path) -> None:
+    chain: list[Any] = [[]]
+    for _ in range(300):
+        chain.append([chain[-1]])  # each one holds the one before: 300 deep
+    path = dump(tmp_path / "m.p", chain[::-1], 4)  # the deepest one first in the file
+    with pytest.raises(LegacyError, match="nests containers more than 100 deep"):
+        load_restricted(path)
+
+
+def test_stack_faults_found_by_the_cost_check(tmp_path: Path) -> None:
+    path = tmp_path / "m.p"
+    for content in (b"\x80\x02a.", b"\x80\x02N(\x85.", b"\x80\x020.", b"\x80\x02\x86."):
+        path.write_bytes(content)
+        with pytest.raises(LegacyError, match=r"m\.p: (cannot be loaded|is not a complete)"):
+            load_restricted(path)
+
+
+# --- numbers too long to print ------------------------------------------------------------------
+
+TOO_LONG = "a number of more than 4300 digits is not accepted"
+SHOWN = "<a number too long to show>"
+
+
+@pytest.mark.parametrize(
+    ("catalog", "reason"),
+    [
+        ({10**5000: "a plot"}, f"title: {TOO_LONG}; accepted: text titles"),
+        ({"Alien": {10**5000: "x"}}, f"field name {SHOWN}: {TOO_LONG}; accepted: text"),
+        ({"Alien": {"title": 10**5000}}, f"source title: {TOO_LONG}"),
+        ({"Alien": {"year": 10**5000}}, f"year: {SHOWN} is not a year; accepted: a year such"),
+        ({"Alien": {"rating": -(10**5000)}}, f"rating: {SHOWN} is out of range; accepted: 0 to 10"),
+        ({"Alien": {"runtime": 10**5000}}, f"runtime_min: {SHOWN} is not a running time"),
+        ({"Alien": {"cast": ["a", 10**5000]}}, f"cast entry 2: {TOO_LONG}"),
+        ({"Alien": {"notes": {10**5000}}}, f"notes: {TOO_LONG}"),
+        ({("Heat", 10**5000): "x"}, f"title: ('Heat', {SHOWN}) is not text; accepted: text"),
+        ({"Alien": "a\ud800"}, "plot: holds '\\ud800', half of a surrogate pair"),
+    ],
+    ids=[
+        "title",
+        "field name",
+        "inner title",
+        "year",
+        "rating",
+        "runtime",
+        "cast",
+        "extra",
+        "tuple title",
+        "surrogate",
+    ],
+)
+def test_bad_values_reject_one_movie(tmp_path: Path, catalog: dict[Any, Any], reason: str) -> None:
+    catalog["Heat"] = {"year": 1995}
+    result = list(read_movies(dump(tmp_path / "moviedb.p", catalog, 4)))
+    assert result[1] == Row(2, Movie("Heat", 1995))
+    assert isinstance(result[0], Rejected)
+    assert result[0].reason.startswith(reason), result[0].reason
+    with RejectsWriter(tmp_path / "rejects.ndjson") as rejects:
+        rejects.write(result[0])
+    assert json.loads((tmp_path / "rejects.ndjson").read_text(encoding="utf-8"))["row"] == 1
+
+
+def test_a_number_too_long_to_print_deep_in_a_field_is_kept_as_a_description(
+    tmp_path: Path,
+) -> None:
+    (row,) = read_movies(dump(tmp_path / "moviedb.p", {"Alien": {"notes": [[10**5000]]}}, 4))
+    assert row == Row(1, Movie("Alien", extra={"notes": f'[["{SHOWN}"]]'}))
+
+
+@pytest.mark.parametrize(
+    ("read", "value", "message"),
+    [
+        (read_servers, ["h:" + "7" * 5000], r"entry 1 \('h:777.*…\): has no valid port"),
+        (read_servers, [("h", 10**5000)], rf"entry 1 \(\('h', {SHOWN}\)\): not a port"),
+        (read_servers, [10**5000], rf"entry 1 \({SHOWN}\) is not a server"),
+        (read_ports, [10**5000], rf"entry 1 \({SHOWN}\): not a port"),
+        (read_ports, ["7" * 5000], r"entry 1 \('777.*…\): not a port"),
+        (read_ports, {7001, 10**5000}, rf"entry \d \({SHOWN}\): not a port"),
+    ],
+    ids=["server text", "server pair", "server number", "port", "port text", "set of ports"],
+)
+def test_numbers_too_long_to_print_in_servers_and_ports(
+    tmp_path: Path, read: Any, value: object, message: str
+) -> None:
+    with pytest.raises(LegacyError, match=message):
+        read(dump(tmp_path / "m.p", value, 4))
+
+
+def test_leading_zeros_in_a_port_are_fine(tmp_path: Path) -> None:
+    assert read_ports(dump(tmp_path / "portdb.p", ["007001", 7001])) == [7001]
+
+
+# --- any plain value: rows, rejections or LegacyError, nothing else ------------------------------
+
+
+def too_long(name: str) -> object:
+    """Values too long to print (or to show in a strategy's description)."""
+    return {"big": 10**5000, "-big": -(10**5000), "digits": "7" * 5000}[name]
+
+
+leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(),
+    st.text(max_size=6),
+    st.sampled_from(["big", "-big", "digits"]).map(too_long),
+    st.sampled_from(
+        [
+            *(2**64, 7001, 0),
+            *("", " ", "title", "year", "rating", "runtime", "extra", "cast", "genres"),
+            *("h:7001", "[::1]:7001", "7001", "a\ud800"),
+        ]
+    ),
+)
+hashables = st.recursive(
+    leaves, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3), max_leaves=6
+)
+values = st.recursive(
+    hashables,
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(hashables, inner, max_size=3)
+        | st.sets(hashables, max_size=3)
+        | st.tuples(inner)
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    value=values,
+    catalog=st.dictionaries(hashables, values, max_size=4),
+    protocol=st.sampled_from(PROTOCOLS),
+)
+def test_any_plain_value_gives_rows_rejections_or_a_legacy_error(
+    tmp_path: Path, value: object, catalog: dict[Any, Any], protocol: int
+) -> None:
+    path = tmp_path / "any.p"
+    for content in (value, catalog, [value], {"Alien": value}):
+        try:
+            data = pickle.dumps(content, protocol=protocol)
+        except ValueError:  # protocols 0 and 1 write numbers as text: too long to print
+            continue
+        path.write_bytes(data)
+        if protocol >= 4:  # sets written without a call: every plain value loads
+            load_restricted(path)
+        else:
+            try:
+                load_restricted(path)
+            except LegacyError as exc:
+                message = str(exc)
+                assert message.startswith(str(path))
+        for read in (read_servers, read_ports):
+            try:
+                read(path)
+            except LegacyError as exc:
+                message = str(exc)
+                assert message.startswith(str(path))
+        try:
+            result = list(read_movies(path))
+        except LegacyError as exc:
+            message = str(exc)
+            assert message.startswith(str(path))
+            continue
+        with RejectsWriter(tmp_path / "rejects.ndjson") as rejects:
+            for item in result:
+                if isinstance(item, Row):
+                    assert validate(item.movie) == item.movie
+                    canonical_bytes(item.movie)  # can be stored and sent
+                else:
+                    assert item.reason
+                    rejects.write(item)

@@ -547,7 +547,12 @@ def import_legacy(directory: Path, ports_file: Path) -> None:
     movies to every listed server.
     """
     session = _session()
-    outcome = data_commands.legacy_setup(session.config, directory, ports_file=ports_file)
+    outcome = data_commands.legacy_setup(
+        session.config,
+        directory,
+        ports_file=ports_file,
+        servers_given=bool(session.servers_override),
+    )
     if outcome.servers_added:
         session.servers_changed()
     if outcome.found.get("moviedb.p"):
@@ -596,7 +601,11 @@ def export(fmt: str, source: str | None, output: Path) -> None:
         tmp = output.with_name(output.name + ".part")
         with tmp.open("w", encoding="utf-8", newline="") as out:
             outcome = run(out)
-        tmp.replace(output)  # a finished file, or none: never half an export under the name
+        if outcome.exit_code == commands.OK:
+            tmp.replace(output)  # a finished file, or none: never half an export under the name
+        else:
+            tmp.unlink()
+            outcome = dataclasses.replace(outcome, written=False)
     # With the records on stdout, the summary goes to stderr.
     console = Console(stderr=True, highlight=False) if to_stdout else session.console
     if session.json_output and not to_stdout:

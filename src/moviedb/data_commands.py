@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
 
+import msgspec
+
 from moviedb.client.address import Address, parse_address
 from moviedb.client.cluster import Cluster, ReadResult, ReadStatus, WriteResult, WriteStatus
 from moviedb.client.config import Config, save
@@ -22,12 +24,17 @@ from moviedb.client.reconcile import MovieView, reconcile
 from moviedb.client.sync import Progress
 from moviedb.commands import NO_SERVER, OK, PARTIAL_WRITE, USAGE, CatalogScan, CommandError
 from moviedb.commands import merged_copies as merged
-from moviedb.model import KNOWN_FIELDS, Movie
+from moviedb.errors import ServerUnavailable
+from moviedb.model import KNOWN_FIELDS, MAX_YEAR, MIN_YEAR, Movie, fold_title
 from moviedb.protocol import MAX_PAGE, Search
 from moviedb.versions import Copy, first_copy, newest
 
-BATCH: Final = 500  # rows per put_batch request
+MAX_QUERY_WORDS: Final = 32  # what a server accepts
+BATCH: Final = 500  # rows per put_batch request, at most
+BATCH_BYTES: Final = 512 * 1024  # and at most this much JSON (the server's line limit is 1 MiB)
 IN_FLIGHT: Final = 4  # batches awaiting their replies, per import
+
+_encode: Final = msgspec.json.Encoder().encode
 
 
 # --- import ---------------------------------------------------------------------------------------
@@ -41,20 +48,36 @@ class ServerImport:
     stored: int = 0  # written: the server did not have this record
     unchanged: int = 0  # the server had it already (or a newer version of it)
     conflicts: int = 0  # the server holds a different record of that movie: kept, not replaced
-    failed: int = 0  # not acknowledged (down, timeout) or refused: `sync` later copies them
+    unknown: int = 0  # sent, no answer in time: maybe stored (`sync` settles it)
+    failed: int = 0  # not stored: the server was down or refused it (`sync` copies it later)
     error: str | None = None  # the last failure, for the summary
+    down: bool = False  # stopped answering: the rest of the rows were not sent to it
 
     def count(self, results: Sequence[WriteResult]) -> None:
         for result in results:
-            if result.status is WriteStatus.APPLIED:
+            status = result.status
+            if status is WriteStatus.APPLIED:
                 self.stored += 1
-            elif result.status in (WriteStatus.UNCHANGED, WriteStatus.STALE):
+            elif status in (WriteStatus.UNCHANGED, WriteStatus.STALE):
                 self.unchanged += 1
-            elif result.status is WriteStatus.CONFLICT:
+            elif status is WriteStatus.CONFLICT:
                 self.conflicts += 1
+            elif status is WriteStatus.UNKNOWN:
+                self.unknown += 1
+                self.error = result.error or status.value
             else:
                 self.failed += 1
-                self.error = result.error or result.status.value
+                self.error = result.error or status.value
+            if status in (WriteStatus.UNKNOWN, WriteStatus.UNREACHABLE):
+                self.down = True
+
+    def skip(self, count: int) -> None:
+        """Rows not sent: the server stopped answering earlier in this import."""
+        self.failed += count
+
+    @property
+    def incomplete(self) -> bool:
+        return bool(self.failed or self.unknown)
 
 
 @dataclass
@@ -63,17 +86,22 @@ class ImportOutcome:
     format: str
     rows: int = 0  # rows read (stored or rejected)
     rejected: int = 0
+    duplicates: int = 0  # of the rejected: the same movie as an earlier row, with other data
     rejects_file: str | None = None
     rejections: list[tuple[int, str]] = field(default_factory=list)  # the first few, for display
     servers: dict[Address, ServerImport] = field(default_factory=dict)
+    stopped: str | None = None  # the file could not be read past this point: why
     seconds: float = 0.0
 
     @property
     def exit_code(self) -> int:
         results = list(self.servers.values())
-        if results and all(r.failed and not (r.stored or r.unchanged) for r in results):
+        nothing = not any(r.stored or r.unchanged or r.unknown for r in results)
+        if self.stopped is not None:
+            return USAGE if nothing else PARTIAL_WRITE
+        if results and all(r.incomplete for r in results) and nothing:
             return NO_SERVER
-        if any(r.failed for r in results):
+        if any(r.incomplete for r in results):
             return PARTIAL_WRITE
         return OK
 
@@ -81,27 +109,58 @@ class ImportOutcome:
 SHOWN_REJECTIONS: Final = 20
 
 
+class _Duplicates:
+    """Rows naming a movie an earlier row of the same file named with other data.
+
+    Keeps one small integer per movie (about 100 bytes a row in CPython), not the rows.
+    """
+
+    def __init__(self) -> None:
+        self._seen: dict[int, int] = {}
+
+    def check(self, copy: Copy, row: int) -> int | None:
+        """The earlier row's number if it named this movie with a different record."""
+        key = hash(copy.key)
+        revision = hash(copy.rev) & 0xFFFFFFFF
+        earlier = self._seen.get(key)
+        if earlier is None:
+            self._seen[key] = row << 32 | revision
+            return None
+        if earlier & 0xFFFFFFFF == revision:
+            return None  # the very same record again: harmless
+        return earlier >> 32
+
+
 async def import_rows(
     cluster: Cluster,
     rows: Iterable[Any],
     outcome: ImportOutcome,
     *,
-    targets: Sequence[Address] | None = None,
     rejects: Any | None = None,
     progress: Progress | None = None,
 ) -> ImportOutcome:
-    """Write every row (importers.Row) to the target servers in batches; count rejections."""
-    from moviedb.importers import Rejected
+    """Write every row (importers.Row) to the cluster's servers in batches; count rejections.
 
-    servers = list(targets or cluster.servers)
+    A server that stops answering gets no more batches (its remaining rows count as failed), so
+    a hung server costs one timeout, not one per batch. A file that cannot be read past some row
+    stops the import there: what was read before is stored, and `stopped` says why.
+    """
+    from moviedb.importers import ImportFormatError, Rejected
+
+    servers = list(cluster.servers)
     for server in servers:
         outcome.servers.setdefault(server, ServerImport(server))
     started = time.perf_counter()
     pending: list[asyncio.Task[None]] = []
+    duplicates = _Duplicates()
 
     async def send(batch: list[Copy]) -> None:
-        replies = await asyncio.gather(*(cluster.put_batch(s, batch) for s in servers))
-        for server, results in zip(servers, replies, strict=True):
+        live = [s for s in servers if not outcome.servers[s].down]
+        for server in servers:
+            if outcome.servers[server].down:
+                outcome.servers[server].skip(len(batch))
+        replies = await asyncio.gather(*(cluster.put_batch(s, batch) for s in live))
+        for server, results in zip(live, replies, strict=True):
             outcome.servers[server].count(results)
 
     async def flush(batch: list[Copy]) -> None:
@@ -109,23 +168,43 @@ async def import_rows(
         if len(pending) >= IN_FLIGHT:
             await pending.pop(0)
 
+    def reject(number: int, reason: str, data: Any) -> None:
+        outcome.rejected += 1
+        if len(outcome.rejections) < SHOWN_REJECTIONS:
+            outcome.rejections.append((number, reason))
+        if rejects is not None:
+            rejects.write(Rejected(number, reason, data))
+
     batch: list[Copy] = []
-    for item in rows:
-        outcome.rows += 1
-        if isinstance(item, Rejected):
-            outcome.rejected += 1
-            if len(outcome.rejections) < SHOWN_REJECTIONS:
-                outcome.rejections.append((item.number, item.reason))
-            if rejects is not None:
-                rejects.write(item)
-        else:
-            batch.append(first_copy(item.movie))
-            if len(batch) >= BATCH:
-                await flush(batch)
-                batch = []
-        if progress and outcome.rows % 1000 == 0:
-            progress("import", outcome.rows, 0)
-            await asyncio.sleep(0)  # let replies be read while the file is parsed
+    size = 0
+    try:
+        for item in rows:
+            outcome.rows += 1
+            if isinstance(item, Rejected):
+                reject(item.number, item.reason, item.data)
+            else:
+                copy = first_copy(item.movie)
+                earlier = duplicates.check(copy, item.number)
+                if earlier is not None:
+                    outcome.duplicates += 1
+                    reject(
+                        item.number,
+                        f"the same movie as row {earlier} ({copy.movie.title}, "
+                        f"{copy.movie.year or 'no year'}) with different data; one row per movie",
+                        export_record(copy.movie),
+                    )
+                else:
+                    encoded = len(_encode(copy))
+                    if batch and (len(batch) >= BATCH or size + encoded > BATCH_BYTES):
+                        await flush(batch)
+                        batch, size = [], 0
+                    batch.append(copy)
+                    size += encoded
+            if progress and outcome.rows % 1000 == 0:
+                progress("import", outcome.rows, 0)
+                await asyncio.sleep(0)  # let replies be read while the file is parsed
+    except ImportFormatError as exc:
+        outcome.stopped = str(exc)
     if batch:
         await flush(batch)
     for task in pending:
@@ -160,12 +239,15 @@ def plan_import(
 
     if not path.is_file():
         raise CommandError(f"{path}: no such file")
+    if rejects_file is not None and rejects_file.resolve() == path.resolve():
+        raise CommandError(f"--rejects {rejects_file} is the file being imported; name another")
     try:
         fmt = detect_format(path, format)
         columns = parse_mapping(mapping)
     except (ImportFormatError, ValueError) as exc:
         raise CommandError(str(exc)) from None
-    return ImportPlan(path, fmt, columns, [parse_address(t) for t in targets], rejects_file)
+    addresses = list(dict.fromkeys(parse_address(t) for t in targets))
+    return ImportPlan(path, fmt, columns, addresses, rejects_file)
 
 
 async def import_file(
@@ -178,17 +260,20 @@ async def import_file(
     rejects_name = str(plan.rejects_file) if plan.rejects_file else None
     outcome = ImportOutcome(str(plan.path), plan.format, rejects_file=rejects_name)
     rows = read_rows(plan.path, format=plan.format, mapping=plan.mapping)
+    # --to: exactly those servers, listed or not.
+    own = Cluster(plan.targets, timeout=cluster.timeout) if plan.targets else None
     try:
         if plan.rejects_file is None:
-            return await import_rows(
-                cluster, rows, outcome, targets=plan.targets, progress=progress
-            )
+            return await import_rows(own or cluster, rows, outcome, progress=progress)
         with RejectsWriter(plan.rejects_file) as rejects:
             return await import_rows(
-                cluster, rows, outcome, targets=plan.targets, rejects=rejects, progress=progress
+                own or cluster, rows, outcome, rejects=rejects, progress=progress
             )
     except ImportFormatError as exc:
-        raise CommandError(str(exc)) from None
+        raise CommandError(str(exc)) from None  # before the first row: nothing was sent
+    finally:
+        if own is not None:
+            await own.aclose()
 
 
 # --- import-legacy --------------------------------------------------------------------------------
@@ -215,14 +300,19 @@ def legacy_ports_text(ports: Sequence[int]) -> str:
     )
 
 
-def legacy_setup(config: Config, directory: Path, *, ports_file: Path) -> LegacyOutcome:
+def legacy_setup(
+    config: Config, directory: Path, *, ports_file: Path, servers_given: bool = False
+) -> LegacyOutcome:
     """The original design's files, first part: servers to the server list, ports to a ports
-    file (never overwriting one). The movies follow with `import_legacy_movies`."""
-    from moviedb.legacy import LegacyError, find_files, read_ports, read_servers
+    file (never overwriting one). Every file is read and checked before anything is written.
+    The movies follow with `import_legacy_movies`."""
+    from moviedb.legacy import LegacyError, find_files, load_restricted, read_ports, read_servers
 
     try:
         found = find_files(directory)
         outcome = LegacyOutcome(str(directory), {k: str(v) for k, v in found.items()})
+        if "moviedb.p" in found:
+            load_restricted(found["moviedb.p"])  # refused here, before any other file is written
         if "portdb.p" in found:
             outcome.ports = read_ports(found["portdb.p"])
             if ports_file.exists():
@@ -236,7 +326,7 @@ def legacy_setup(config: Config, directory: Path, *, ports_file: Path) -> Legacy
                     outcome.servers_added.append(address)
                 else:
                     outcome.servers_known.append(address)
-        if "moviedb.p" in found and not config.servers:
+        if "moviedb.p" in found and not config.servers and not servers_given:
             raise CommandError(
                 "no servers to import the movies into: add one with `moviedb addserver` or "
                 "put serverdb.p next to moviedb.p"
@@ -283,6 +373,7 @@ class ExportOutcome:
     movies: int = 0
     conflicts: int = 0  # movies whose servers hold concurrent versions: the newest generation
     unreachable: dict[Address, str] = field(default_factory=dict)
+    written: bool = True  # False: an incomplete export was not put in place of the file
 
     @property
     def exit_code(self) -> int:
@@ -305,6 +396,8 @@ def export_record(movie: Movie) -> dict[str, Any]:
 
 
 def _csv_row(movie: Movie) -> list[str]:
+    """Lists and extra fields as JSON text (a name may hold a comma or a semicolon), numbers
+    at full precision: `import` reads every cell back to the same value."""
     doc = export_record(movie)
     row: list[str] = []
     for name in CSV_COLUMNS:
@@ -314,9 +407,9 @@ def _csv_row(movie: Movie) -> list[str]:
         elif name == "extra":
             row.append(json.dumps(value, ensure_ascii=False, sort_keys=True))
         elif isinstance(value, list):
-            row.append("; ".join(value))
+            row.append(json.dumps(value, ensure_ascii=False))
         elif isinstance(value, float):
-            row.append(f"{value:g}")
+            row.append(repr(value))
         else:
             row.append(str(value))
     return row
@@ -437,10 +530,20 @@ async def search(
 ) -> SearchOutcome:
     """Every server searched at once; the hits merged by movie with the servers that hold it,
     best first (a movie's score is its best score on any server)."""
-    if not query.strip() and director is None and genre is None and year is None:
-        raise CommandError("search needs words, or a filter: --year, --director, --genre")
+    no_filter = director is None and genre is None and year is None and min_rating is None
+    if not query.strip() and no_filter:
+        raise CommandError(
+            "search needs words, or a filter: --year, --director, --genre, --min-rating"
+        )
     if not 1 <= limit <= MAX_PAGE:
         raise CommandError(f"--limit must be 1 to {MAX_PAGE}")
+    if year is not None and not MIN_YEAR <= year <= MAX_YEAR:
+        raise CommandError(f"--year {year} is not a year; accepted: {MIN_YEAR} to {MAX_YEAR}")
+    if len(query.split()) > MAX_QUERY_WORDS:
+        raise CommandError(f"the query has {len(query.split())} words; at most {MAX_QUERY_WORDS}")
+    for name, value in (("--director", director), ("--genre", genre)):
+        if value is not None and not value.strip():
+            raise CommandError(f"{name} must not be blank")
     request = Search(
         query=query,
         year=year,
@@ -451,28 +554,82 @@ async def search(
     )
     replies = await cluster.search(request)
     scores: dict[str, float] = {}
-    results: list[ReadResult] = []
     unreachable: dict[Address, str] = {}
+    answered: list[Address] = []
     more = False
     for server, reply in replies.items():
         if isinstance(reply, str):
+            if reply.startswith("bad_request"):
+                raise CommandError(f"{server} refused the search: {reply}")
             unreachable[server] = reply
             continue
+        answered.append(server)
         more = more or reply.more
         for hit in reply.hits:
             scores[hit.copy.key] = max(scores.get(hit.copy.key, 0.0), hit.score)
-        copies = [h.copy for h in reply.hits]
-        results.append(
-            ReadResult(server, ReadStatus.FOUND if copies else ReadStatus.MISSING, copies)
-        )
-    views = {v.key: v for v in reconcile(results)}
-    ranked = sorted(
-        views.values(),
-        key=lambda v: (-scores[v.key], -(v.groups[0].copy.movie.rating or 0), v.key),
-    )
+    # A server's hits are its own copies: another server may hold a newer version (an edit
+    # that no longer matches the filters, a delete). Every answering server's copy of each
+    # hit is read, and the newest version decides what is shown.
+    keys = sorted(scores)
+    fetched = await asyncio.gather(*(_fetch_or_none(cluster, s, keys) for s in answered))
+    results = []
+    for server, copies in zip(answered, fetched, strict=True):
+        if copies is None:
+            unreachable[server] = "no answer while reading the matches"
+            continue
+        status = ReadStatus.FOUND if copies else ReadStatus.MISSING
+        results.append(ReadResult(server, status, copies))
+    wanted = _Filters(year, director, genre, min_rating)
+    views = [v for v in reconcile(results) if v.live and not v.deleted and wanted.accept(v)]
+    ranked = sorted(views, key=lambda v: (-scores[v.key], *_order(v)))
     matches = [SearchMatch(scores[v.key], v) for v in ranked[:limit]]
     more = more or len(ranked) > limit
     return SearchOutcome(query, matches, unreachable, len(results), more)
+
+
+async def _fetch_or_none(cluster: Cluster, server: Address, keys: list[str]) -> list[Copy] | None:
+    try:
+        return await cluster.fetch(server, keys)
+    except ServerUnavailable:
+        return None
+
+
+def _order(view: MovieView) -> tuple[float, float, str]:
+    """Ties between equal scores, as the servers break them: best rated (unrated last), then
+    newest year (no year last), then key."""
+    movie = (view.newest or view.groups[0].copy).movie
+    rating = -movie.rating if movie.rating is not None else 1.0
+    year = -movie.year if movie.year is not None else 1.0
+    return (rating, year, view.key)
+
+
+@dataclass(frozen=True)
+class _Filters:
+    """The search filters, applied again to the newest version of each match."""
+
+    year: int | None
+    director: str | None
+    genre: str | None
+    min_rating: float | None
+
+    def accept(self, view: MovieView) -> bool:
+        copy = view.newest
+        if copy is None:
+            return True  # in conflict: shown, with its state, for a person to see
+        movie = copy.movie
+        if self.year is not None and movie.year != self.year:
+            return False
+        if self.min_rating is not None and (movie.rating is None or movie.rating < self.min_rating):
+            return False
+        if self.director is not None:
+            name = f" {fold_title(movie.director or '')} "
+            if f" {fold_title(self.director)} " not in name:
+                return False
+        if self.genre is not None:
+            wanted = fold_title(self.genre)
+            if not any(fold_title(g) == wanted for g in movie.genres):
+                return False
+        return True
 
 
 async def suggestions(cluster: Cluster, title: str, limit: int = 5) -> list[str]:

@@ -19,6 +19,9 @@ camelCase is split, so "IMDb Rating", "imdb_rating" and "imdbRating" are one nam
     cast         cast, actors, actor, stars, starring (text is split on , | ;)
     plot         plot, overview, summary, description, synopsis, storyline
 
+In CSV and TSV, a genres or cast cell holding a JSON array of text (`["Downey Jr., Robert"]`,
+as moviedb's own CSV export writes lists) is that list exactly, without splitting.
+
 When a file has several columns for one field, the earlier name in the list wins (a "year"
 column before a "release date" one) and the others are kept as extra fields. A `mapping`
 (`--map SOURCE=FIELD`) decides before recognition; a FIELD that is not a movie field names an
@@ -305,20 +308,87 @@ def _absent(value: object) -> bool:
     return False
 
 
-def _shown(value: object) -> str:
-    """`value` as a message shows it: repr, cut short."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long to print
-        return "a number too long to show"
-    return text if len(text) <= 60 else text[:59] + "…"
+_MAX_SHOWN_BITS: Final = 14_000  # below the 4300 digits Python refuses to print
+
+
+def shown(value: object, limit: int = 60) -> str:
+    """`value` as a message shows it: its repr, cut to `limit` characters.
+
+    The cost is bounded by `limit`, not by the size of `value`: containers are written only as
+    far as shown, so a value that is huge when written out in full (a list whose parts are
+    shared many times over) costs no more than a short one. A number too long for Python to
+    print is described instead.
+    """
+    out: list[str] = []
+    length = 0
+
+    def put(text: str) -> None:
+        nonlocal length
+        out.append(text)
+        length += len(text)
+
+    def walk(item: object, depth: int) -> None:
+        if length > limit:
+            return
+        if isinstance(item, str):
+            put(repr(item[: limit + 1]))
+        elif isinstance(item, int) and not isinstance(item, bool):
+            put(
+                repr(item)
+                if item.bit_length() <= _MAX_SHOWN_BITS
+                else "<a number too long to show>"
+            )
+        elif isinstance(item, float | bool) or item is None:
+            put(repr(item))
+        elif depth > 100:
+            put("…")
+        elif isinstance(item, dict):
+            put("{")
+            for i, (key, inner) in enumerate(item.items()):
+                if length > limit:
+                    return
+                put(", " if i else "")
+                walk(key, depth + 1)
+                put(": ")
+                walk(inner, depth + 1)
+            put("}")
+        elif isinstance(item, list | tuple | set | frozenset):
+            opening, closing = {
+                list: ("[", "]"),
+                tuple: ("(", ",)" if len(item) == 1 else ")"),
+                frozenset: ("frozenset({", "})") if item else ("frozenset(", ")"),
+            }.get(type(item), ("{", "}") if item else ("set(", ")"))
+            put(opening)
+            for i, inner in enumerate(item):
+                if length > limit:
+                    return
+                put(", " if i else "")
+                walk(inner, depth + 1)
+            put(closing)
+        else:
+            text = repr(item)
+            put(text[: limit + 1])
+
+    walk(value, 0)
+    text = "".join(out)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_TOO_LONG: Final = "a number of more than 4300 digits is not accepted"
 
 
 def _int_text(field: str, value: int) -> str:
     try:
         return str(value)
     except ValueError:  # Python refuses to print ints of more than 4300 digits
-        raise InvalidMovie(field, "a number of more than 4300 digits is not accepted") from None
+        raise InvalidMovie(field, _TOO_LONG) from None
+
+
+def _check_printable(field: str, value: int) -> int:
+    """`value`, or InvalidMovie when it is too long for Python to print (and so to store)."""
+    if value.bit_length() > _MAX_SHOWN_BITS:
+        _int_text(field, value)
+    return value
 
 
 def _text(field: str, value: object) -> str:
@@ -329,6 +399,21 @@ def _text(field: str, value: object) -> str:
     if isinstance(value, float) and math.isfinite(value):
         return str(int(value)) if value.is_integer() else repr(value)
     raise InvalidMovie(field, f"must be text, got {_describe(value)}")
+
+
+def _json_list(text: str) -> list[str] | None:
+    """The list a CSV cell such as `["Downey Jr., Robert", "Paltrow; Gwyneth"]` holds, or None
+    when the cell is not a JSON array of text."""
+    text = text.strip()
+    if not (text.startswith("[") and text.endswith("]")):
+        return None
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    return None
 
 
 def _items(field: str, value: object, splitter: re.Pattern[str]) -> list[str]:
@@ -362,6 +447,8 @@ _YEAR_ACCEPTED: Final = (
 
 def _year(value: object) -> int:
     if isinstance(value, int) and not isinstance(value, bool):
+        if value.bit_length() > 64:
+            raise InvalidMovie("year", f"{shown(value)} is not a year; {_YEAR_ACCEPTED}")
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -369,7 +456,7 @@ def _year(value: object) -> int:
         year = _year_from_text(value.strip())
         if year is not None:
             return year
-    raise InvalidMovie("year", f"{_shown(value)} is not a year; {_YEAR_ACCEPTED}")
+    raise InvalidMovie("year", f"{shown(value)} is not a year; {_YEAR_ACCEPTED}")
 
 
 def _year_from_text(text: str) -> int | None:
@@ -398,7 +485,7 @@ _ISO_DURATION: Final = re.compile(r"pt(?:([0-9]{1,9})h)?(?:([0-9]{1,9})m)?(?:([0
 
 
 def _runtime(value: object) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() <= 64:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -416,7 +503,7 @@ def _runtime(value: object) -> int:
             return hours * 60 + minutes + (seconds >= 30)
     raise InvalidMovie(
         "runtime_min",
-        f"{_shown(value)} is not a running time; accepted: minutes such as 117 or '117 min', "
+        f"{shown(value)} is not a running time; accepted: minutes such as 117 or '117 min', "
         "or hours and minutes such as '1h 57m' or '1:57'",
     )
 
@@ -427,8 +514,15 @@ _RATING: Final = re.compile(
 
 
 def _rating(value: object) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            raise InvalidMovie(
+                "rating", f"{shown(value)} is out of range; accepted: 0 to 10"
+            ) from None
     if isinstance(value, str):
         text = value.strip()
         match = _RATING.fullmatch(text)
@@ -437,43 +531,57 @@ def _rating(value: object) -> float:
             return float(number)
     raise InvalidMovie(
         "rating",
-        f"{_shown(value)} is not a rating; accepted: a number from 0 to 10 such as 8.1 or 8.1/10",
+        f"{shown(value)} is not a rating; accepted: a number from 0 to 10 such as 8.1 or 8.1/10",
     )
 
 
-def _extra_value(value: object) -> ExtraValue:
+def _extra_value(name: str, value: object) -> ExtraValue:
     if isinstance(value, str):
         return repair_mojibake(value)
-    if isinstance(value, bool | int):
+    if isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        return _check_printable(name, value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, list | tuple | set | frozenset) and all(
         isinstance(item, str | int | float) for item in value
     ):
-        return ", ".join(_extra_text(item) for item in value)
+        return ", ".join(_extra_text(name, item) for item in value)
     return json.dumps(jsonable(value), ensure_ascii=False, allow_nan=False)
 
 
-def _extra_text(value: str | int | float) -> str:
+def _extra_text(name: str, value: str | int | float) -> str:
     if isinstance(value, str):
         return repair_mojibake(value)
-    return _int_text("extra", value) if isinstance(value, int) else str(value)
+    return _int_text(name, value) if isinstance(value, int) else str(value)
 
 
 def jsonable(value: object, depth: int = 0) -> Any:
-    """`value` made of JSON types only: sets become lists, NaN text, unknown types their repr."""
+    """`value` made of JSON types only: sets become lists, NaN text, unknown types their repr,
+    numbers too long to print a short description."""
     if depth > 100:
         return "<nested too deeply>"
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or isinstance(value, str | bool):
         return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= _MAX_SHOWN_BITS else shown(value)
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, Mapping):
-        return {str(k): jsonable(v, depth + 1) for k, v in value.items()}
+        return {_key_text(k): jsonable(v, depth + 1) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(item, depth + 1) for item in value]
     return repr(value)
+
+
+def _key_text(key: object) -> str:
+    if isinstance(key, str):
+        return key
+    try:
+        return str(key)
+    except ValueError:  # a number too long to print, maybe inside a tuple
+        return shown(key, 1000)
 
 
 # --- a source record -> a movie ----------------------------------------------------------------
@@ -484,9 +592,10 @@ _PARSERS: Final = {"year": _year, "runtime_min": _runtime, "rating": _rating}
 class _Converter:
     """Turns source records into movies, remembering the plan for each set of keys."""
 
-    def __init__(self, mapping: Mapping[str, str] | None) -> None:
+    def __init__(self, mapping: Mapping[str, str] | None, *, json_lists: bool = False) -> None:
         self.mapping: Mapping[str, str] = mapping or {}
         self.plans: dict[tuple[str, ...], _Plan] = {}
+        self.json_lists = json_lists  # CSV/TSV: a list cell may be a JSON array of text
 
     def plan(self, keys: tuple[str, ...]) -> _Plan:
         plan = self.plans.get(keys)
@@ -497,7 +606,7 @@ class _Converter:
         return plan
 
     def record(self, data: Mapping[str, Any]) -> Movie:
-        keyed = {k if isinstance(k, str) else str(k): v for k, v in data.items()}
+        keyed = {_key_text(k): v for k, v in data.items()}
         plan = self.plan(tuple(keyed))
         values: dict[str, Any] = {}
         sources: dict[str, str] = {}
@@ -507,7 +616,7 @@ class _Converter:
                 continue
             sources[field] = key
             try:
-                values[field] = _field_value(field, raw)
+                values[field] = _field_value(field, raw, self.json_lists)
             except InvalidMovie as exc:
                 raise _with_column(exc, key) from None
         if "title" not in values:
@@ -531,17 +640,44 @@ class _Converter:
             if nested is not None:
                 for position, (inner, value) in enumerate(nested.items(), start=1):
                     if not _absent(value):
-                        inner_name = _unique(_extra_name(str(inner), position), used)
-                        extra[inner_name] = _extra_value(value)
-                        sources[inner_name] = f"{key}.{inner}"
+                        if isinstance(inner, int) and not isinstance(inner, bool):
+                            _check_printable("extra field name", inner)
+                        inner_name = _unique(_extra_name(_key_text(inner), position), used)
+                        extra[inner_name] = _extra_value(inner_name, value)
+                        sources[inner_name] = f"{key}.{_key_text(inner)}"
             elif not _absent(raw):
-                extra[name] = _extra_value(raw)
+                extra[name] = _extra_value(name, raw)
                 sources[name] = key
         try:
-            return validate(Movie(**values, extra=extra))
+            return _check_encodable(validate(Movie(**values, extra=extra)))
         except InvalidMovie as exc:
             source = sources.get(exc.field) or sources.get(_extra_field(exc.field))
             raise _with_column(exc, source) from None
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _check_encodable(movie: Movie) -> Movie:
+    """`movie`, or InvalidMovie when some text holds a lone surrogate (JSON "\\ud800", or a
+    pickle), which is not a character: it could not be stored or sent."""
+    texts: list[tuple[str, str]] = [("title", movie.title)]
+    texts += [(field, text) for field in ("director", "plot") if (text := getattr(movie, field))]
+    texts += [(field, item) for field in ("cast", "genres") for item in getattr(movie, field)]
+    for name, value in movie.extra.items():
+        texts.append((f"extra field {name!r}", name))
+        if isinstance(value, str):
+            texts.append((name, value))
+    for field, text in texts:
+        match = _SURROGATE.search(text)
+        if match:
+            raise InvalidMovie(
+                field,
+                f"holds {match.group()!a}, half of a surrogate pair without its other half, which "
+                "is not a character; accepted: text (a JSON escape such as \\ud83c\\udfac must "
+                "come in pairs)",
+            )
+    return movie
 
 
 def _nested_extra(value: object) -> Mapping[Any, Any] | None:
@@ -562,11 +698,14 @@ def _extra_field(error_field: str) -> str:
     return match.group(1) if match else error_field
 
 
-def _field_value(field: str, raw: object) -> Any:
+def _field_value(field: str, raw: object, json_lists: bool = False) -> Any:
     parser = _PARSERS.get(field)
     if parser is not None:
         return parser(raw)
     if field in LIST_FIELDS:
+        listed = _json_list(raw) if json_lists and isinstance(raw, str) else None
+        if listed is not None:
+            raw = listed
         return _items(field, raw, _GENRE_SPLIT if field == "genres" else _CAST_SPLIT)
     if field == "director" and isinstance(raw, list | tuple):
         return ", ".join(_text("director", item) for item in raw)
@@ -605,13 +744,22 @@ _FALLBACK: Final = "moviedb-importers-cp1252"
 codecs.register_error(_FALLBACK, _fallback)
 
 
+# A character decoded from a valid multi-byte UTF-8 sequence: not ASCII, and not one of the
+# lone surrogates U+DC80-U+DCFF that "surrogateescape" makes of invalid bytes.
+_MULTI_BYTE: Final = re.compile("[\u0080-\udc7f\udd00-\U0010ffff]")
+
+
 def detect_encoding(path: Path) -> str:
     """The encoding to read a file in, from its first MiB: utf-8-sig, utf-16, utf-8 or cp1252.
 
-    A file whose start is not valid UTF-8 is read as cp1252, where every byte is a character, so
-    nothing is lost. Stray invalid bytes later in a UTF-8 file are read the same way.
+    Files are read with a per-byte fallback: a byte that is not valid in the chosen encoding is
+    read as cp1252, so nothing is lost. A file is read as UTF-8 when its first MiB holds at
+    least one valid multi-byte UTF-8 sequence or no invalid byte at all, so a stray cp1252 byte
+    in a UTF-8 file costs only that byte ("Брат" stays "Брат"). Only a start with invalid bytes
+    and not a single multi-byte UTF-8 character is read as cp1252 as a whole.
     """
-    decoder = codecs.getincrementaldecoder("utf-8")()
+    decoder = codecs.getincrementaldecoder("utf-8")("surrogateescape")
+    invalid = False
     with _open_binary(path) as stream:
         head = stream.read(4)
         if head.startswith(codecs.BOM_UTF8):
@@ -619,18 +767,19 @@ def detect_encoding(path: Path) -> str:
         if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
             return "utf-16"
         size = len(head)
-        try:
-            while head:
-                decoder.decode(head)  # in pieces: the sniff itself stays small
-                if size >= _SNIFF_BYTES:
-                    break
-                head = stream.read(_CHUNK_CHARS)
-                size += len(head)
-            else:
-                decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return "cp1252"
-    return "utf-8"
+        final = False
+        while True:
+            text = decoder.decode(head, final)  # in pieces: the sniff itself stays small
+            if not text.isascii():
+                if _MULTI_BYTE.search(text):
+                    return "utf-8"
+                invalid = True
+            if final or size >= _SNIFF_BYTES:
+                break
+            head = stream.read(_CHUNK_CHARS)
+            size += len(head)
+            final = not head
+    return "cp1252" if invalid else "utf-8"
 
 
 def _open_binary(path: Path) -> IO[bytes]:
@@ -691,7 +840,7 @@ def read_rows(
     """
     name = detect_format(path, format)
     encoding = detect_encoding(path)
-    converter = _Converter(mapping)
+    converter = _Converter(mapping, json_lists=name in ("csv", "tsv"))
     if name in ("csv", "tsv"):
         delimiter = "," if name == "csv" else "\t"
         header = _csv_header(path, encoding, delimiter)
@@ -1039,7 +1188,11 @@ class RejectsWriter:
 
     def __enter__(self) -> RejectsWriter:
         try:
-            self._stream = self.path.open("w", encoding="utf-8", newline="\n")
+            # A lone surrogate (from JSON "\ud800" or a pickle) can only be inside a JSON string,
+            # where backslashreplace writes it as the JSON escape it came from.
+            self._stream = self.path.open(
+                "w", encoding="utf-8", errors="backslashreplace", newline="\n"
+            )
         except OSError as exc:
             raise ImportFormatError(
                 f"{self.path}: cannot write the rejected rows there: {exc.strerror or exc}"

@@ -723,6 +723,8 @@ def import_json(outcome: ImportOutcome) -> dict[str, Any]:
         "format": outcome.format,
         "rows": outcome.rows,
         "rejected": outcome.rejected,
+        "duplicates": outcome.duplicates,
+        "stopped": outcome.stopped,
         "rejects_file": outcome.rejects_file,
         "rejections": [{"row": n, "reason": r} for n, r in outcome.rejections],
         "stored": stored,
@@ -732,6 +734,7 @@ def import_json(outcome: ImportOutcome) -> dict[str, Any]:
                 "stored": s.stored,
                 "unchanged": s.unchanged,
                 "conflicts": s.conflicts,
+                "unknown": s.unknown,
                 "failed": s.failed,
                 "error": s.error,
             }
@@ -749,13 +752,22 @@ def render_import(console: Console, outcome: ImportOutcome) -> None:
         f"{outcome.seconds:.1f} s ({rate:,.0f} rows/s); {outcome.rejected:,} rejected"
     )
     table = Table(header_style="bold", box=None, padding=(0, 2, 0, 0))
-    for column in ("server", "stored", "unchanged", "conflicts", "failed"):
+    for column in ("server", "stored", "unchanged", "conflicts", "unknown", "failed"):
         table.add_column(column, justify="left" if column == "server" else "right")
     for s in outcome.servers.values():
         table.add_row(
-            str(s.server), f"{s.stored:,}", f"{s.unchanged:,}", f"{s.conflicts:,}", f"{s.failed:,}"
+            str(s.server),
+            f"{s.stored:,}",
+            f"{s.unchanged:,}",
+            f"{s.conflicts:,}",
+            f"{s.unknown:,}",
+            f"{s.failed:,}",
         )
     console.print(table)
+    if outcome.stopped:
+        console.print(
+            f"[red]stopped:[/] {escape(outcome.stopped)}; the rows before it were imported"
+        )
     if any(s.conflicts for s in outcome.servers.values()):
         console.print(
             "conflicts: the server holds a different record of that movie; it was kept "
@@ -763,10 +775,11 @@ def render_import(console: Console, outcome: ImportOutcome) -> None:
             style="yellow",
         )
     for s in outcome.servers.values():
-        if s.failed:
+        if s.failed or s.unknown:
             console.print(
-                f"[red]{s.server}:[/] {s.failed:,} rows not stored ({escape(s.error or '')}); "
-                "run `sync` when it is back to copy them from the other servers"
+                f"[red]{s.server}:[/] {s.failed:,} rows not stored, {s.unknown:,} unknown "
+                f"({escape(s.error or '')}); run `sync` when it answers again to copy them "
+                "from the other servers"
             )
     for number, reason in outcome.rejections[:5]:
         console.print(f"  row {number}: {escape(reason)}", style="yellow")
@@ -814,13 +827,19 @@ def export_json(outcome: ExportOutcome) -> dict[str, Any]:
         "movies": outcome.movies,
         "conflicts": outcome.conflicts,
         "unreachable": [{"server": str(s), "error": e} for s, e in outcome.unreachable.items()],
+        "written": outcome.written,
         "exit_code": outcome.exit_code,
     }
 
 
 def render_export(console: Console, outcome: ExportOutcome) -> None:
     where = "stdout" if outcome.target == "-" else outcome.target
-    console.print(f"exported {outcome.movies:,} movies to {escape(where)} ({outcome.format})")
+    if not outcome.written:
+        console.print(
+            f"[red]export incomplete:[/] {escape(where)} was not written (left as it was)"
+        )
+    else:
+        console.print(f"exported {outcome.movies:,} movies to {escape(where)} ({outcome.format})")
     if outcome.conflicts:
         console.print(
             f"{outcome.conflicts:,} movies are in conflict: exported the newest-generation copy "

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import enum
 from collections import deque
+from typing import Final
 
 import msgspec
 
@@ -29,10 +30,15 @@ class ReplyLost(ServerUnavailable):
     """The request was sent but no reply came back; it may or may not have been applied."""
 
 
+# Replies carry pages of up to 1,000 records (list, fetch, search): far longer than a request
+# may be. The bound only protects against a server gone mad.
+MAX_REPLY_LINE: Final = 256 << 20
+
+
 class Connection:
     """Requests go out in order; replies are matched to them in the same order."""
 
-    def __init__(self, address: Address, *, max_line: int = protocol.DEFAULT_MAX_LINE) -> None:
+    def __init__(self, address: Address, *, max_line: int = MAX_REPLY_LINE) -> None:
         self.address = address
         self.state = State.NEW
         self._max_line = max_line

@@ -12,7 +12,9 @@ shortest title first, at most a bounded number per query, at these levels:
 The widest of levels 1-3 is read first; only when it has more matches than are read are the
 narrower ones read too, so that the better tiers are never crowded out by shorter titles that
 match worse. Each level adds only hits of a lower tier than the levels before it, so a page
-further on never reorders the pages before it.
+further on never reorders the pages before it. A level whose matches the filters thin out reads
+at most SCAN_LIMIT of them (a filter-only search, FILTER_SCAN_LIMIT movies); when such a cap cuts
+a read short, the hits may be incomplete and the result says `more`.
 
 The score (0-100) depends only on the query and the title, so servers agree on it:
 
@@ -23,7 +25,8 @@ The score (0-100) depends only on the query and the title, so servers agree on i
      0 - 39.9    some query words match
 
 Within a tier, the closer the whole title is to the query (rapidfuzz), the higher; equal scores
-are ordered by rating, then year (both descending), then title.
+are ordered by rating (unrated last), then year (no year last), both descending, then by key
+(storage.search_order; clients merging the hits of several servers order them the same way).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -44,7 +47,7 @@ from rapidfuzz.distance import OSA
 from moviedb import protocol
 from moviedb.model import MAX_YEAR, MIN_YEAR, fold_title
 from moviedb.protocol import RequestError, Search, SearchHit, SearchResult
-from moviedb.server.storage import MovieFilter, Store, folded_title
+from moviedb.server.storage import Matches, MovieFilter, Store, folded_title, search_order
 from moviedb.versions import Copy
 
 MAX_QUERY_CHARS: Final = 1000
@@ -57,7 +60,8 @@ DIRECTOR_LIMIT: Final = 5_000  # a director's movies sorted by rating; more: sca
 MAX_TYPO_TERMS: Final = 20  # index words tried for one query word's typos
 COMMON_SHARE: Final = 0.05  # level 4 leaves out words in more than this share of movies
 SHORT_WORD: Final = 3  # letters: no typo allowed, and not enough alone for level 4
-MAX_NEW_ROWS: Final = 10_000  # rows read to update the vocabulary before reloading it instead
+MAX_NEW_TITLES: Final = 10_000  # titles added to the vocabulary one by one, or it is reloaded
+RELOAD_SECONDS: Final = 1.0  # at least, between reloads of the vocabulary after removals
 
 # Words as unicode61 splits them: letters and digits; everything else separates.
 _WORD: Final = re.compile(r"[^\W_]+")
@@ -124,26 +128,26 @@ def _filter_of(request: Search) -> MovieFilter:
 
 class Vocabulary:
     """The words of the title index and how many movies hold each (shared by the worker
-    threads of one server). Loaded on first use; after writes, the titles of new rows are
-    added, and the whole is reloaded now and then (its cost decides how often), which also
-    forgets words of deleted movies."""
+    threads of one server). Loaded on first use; the titles newly indexed since (new movies,
+    and live copies written over tombstones) are then added from the store's TitleLog, whatever
+    their rowids. Words of removed titles stay until the whole is reloaded, which happens when
+    titles were removed and the last load is old enough (its cost decides how old: `clock` is
+    time.monotonic but for tests), or when too many titles were added to follow one by one."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
+        self._clock = clock
         self._counts: dict[str, int] = {}
         self._by_length: dict[int, list[str]] = {}
-        self._generation: int | None = None
-        self._last_rowid = 0
+        self._position: tuple[int, int] | None = None  # of the store's TitleLog: (added, removed)
         self._loaded_at = -math.inf
         self._load_seconds = 0.0
 
-    def expand(
-        self, store: Store, generation: int, words: list[str]
-    ) -> tuple[list[list[str]], list[int]]:
+    def expand(self, store: Store, words: list[str]) -> tuple[list[list[str]], list[int]]:
         """For each query word: the index words it matches only with a typo (closest and most
         common first), and the number of movies whose title holds the word itself."""
         with self._lock:
-            self._refresh(store, generation)
+            self._refresh(store)
             typos = [self._typos(word) for word in words]
             counts = [self._counts.get(word, 0) for word in words]
         return typos, counts
@@ -164,30 +168,39 @@ class Vocabulary:
                     found.append((int(distance), -self._counts.get(term, 0), term))
         return [term for _, _, term in sorted(found)[:MAX_TYPO_TERMS]]
 
-    def _refresh(self, store: Store, generation: int) -> None:
-        if generation == self._generation:
-            return
-        due = time.monotonic() - self._loaded_at > max(1.0, 20 * self._load_seconds)
-        new = [] if due else store.titles_after(self._last_rowid, MAX_NEW_ROWS + 1)
-        if due or len(new) > MAX_NEW_ROWS:
+    def _refresh(self, store: Store) -> None:
+        log = store.title_log
+        if self._position is None:
             self._load(store)
-        else:
-            for rowid, title in new:
-                if title is not None:  # None: a tombstone
-                    self._add(set(_WORD.findall(title)))
-                self._last_rowid = rowid
-        self._generation = generation
+            return
+        added, removed = self._position
+        logged_added, logged_removed = log.position()
+        if logged_added != added:
+            new = log.added_since(added)
+            if new is None or len(new[0]) > MAX_NEW_TITLES:
+                self._load(store)
+                return
+            titles, added = new
+            for title in titles:
+                self._add(set(_WORD.findall(title)))
+            self._position = added, removed
+        if logged_removed != removed:
+            age = self._clock() - self._loaded_at
+            if age >= max(RELOAD_SECONDS, 20 * self._load_seconds):
+                self._load(store)
 
     def _load(self, store: Store) -> None:
-        started = time.monotonic()
+        started = self._clock()
+        # The position first: a title logged after it is added again later, never missed.
+        position = store.title_log.position()
         with store.snapshot():
             terms = store.title_terms()
-            self._last_rowid = store.last_rowid()
         self._counts = dict(terms)
         self._by_length = {}
         for term, _ in terms:
             self._by_length.setdefault(len(term), []).append(term)
-        self._loaded_at = time.monotonic()
+        self._position = position
+        self._loaded_at = self._clock()
         self._load_seconds = self._loaded_at - started
 
     def _add(self, terms: Iterable[str]) -> None:
@@ -254,10 +267,8 @@ class _Ranked:
     score: float
     copy: Copy
 
-    def order(self) -> tuple[float, float, int, str, str]:
-        movie = self.copy.movie
-        rating = -1.0 if movie.rating is None else movie.rating
-        return (-self.score, -rating, -(movie.year or 0), movie.title, self.copy.key)
+    def order(self) -> tuple[float, float, int, str]:
+        return (-self.score, *search_order(self.copy.movie.rating, self.copy.key))
 
 
 # --- the search -----------------------------------------------------------------------------------
@@ -299,27 +310,29 @@ def _passes(words: list[str], typos: list[list[str]], counts: list[int], live: i
     return _Passes(levels, " OR ".join(telling) if len(words) > 1 and telling else None)
 
 
-def search(
-    store: Store, vocabulary: Vocabulary, generation: int, live: int, request: Search
-) -> SearchResult:
-    """One page of hits. `generation` changes whenever writes were committed (the committer's
-    commit count); `live` is the number of live movies."""
+def search(store: Store, vocabulary: Vocabulary, live: int, request: Search) -> SearchResult:
+    """One page of hits; `live` is the number of live movies."""
     where = _filter_of(request)
     wanted = request.offset + request.limit + 1  # one more tells whether there are more
     words = words_of(request.query)
+    capped = False
     if not request.query.strip():
-        ranked = [_Ranked(100.0, _decode(doc)) for doc in _best_rated(store, where, wanted)]
+        matches = _best_rated(store, where, wanted)
+        ranked = sorted((_Ranked(100.0, _decode(doc)) for doc in matches.docs), key=_Ranked.order)
+        capped = matches.capped
     elif not words:
         ranked = []
     else:
-        typos, counts = vocabulary.expand(store, generation, words)
-        ranked = _ranked_hits(store, words, _passes(words, typos, counts, live), where, wanted)
+        typos, counts = vocabulary.expand(store, words)
+        passes = _passes(words, typos, counts, live)
+        ranked, capped = _ranked_hits(store, words, passes, where, wanted)
     end = request.offset + request.limit
     hits = [SearchHit(r.score, r.copy) for r in ranked[request.offset : end]]
-    return SearchResult(hits, more=len(ranked) > end)
+    # A capped read may have missed hits: never claim there are no more then.
+    return SearchResult(hits, more=len(ranked) > end or capped)
 
 
-def _best_rated(store: Store, where: MovieFilter, wanted: int) -> list[bytes]:
+def _best_rated(store: Store, where: MovieFilter, wanted: int) -> Matches:
     """A filter-only search: the director's movies when the name is rare enough, otherwise
     the catalog (or the year) in rating order, filtered."""
     director = _WORD.findall(where.director or "")
@@ -328,31 +341,36 @@ def _best_rated(store: Store, where: MovieFilter, wanted: int) -> list[bytes]:
             query = " AND ".join(_quote(word) for word in director)
             docs = store.best_rated_by_director(query, where, wanted, DIRECTOR_LIMIT)
             if docs is not None:
-                return docs
+                return Matches(docs)
         return store.best_rated(where, wanted, FILTER_SCAN_LIMIT)
 
 
 def _ranked_hits(
     store: Store, words: list[str], passes: _Passes, where: MovieFilter, wanted: int
-) -> list[_Ranked]:
+) -> tuple[list[_Ranked], bool]:
+    """The hits in order, and whether a capped read may have missed some."""
     candidates = max(CANDIDATES, wanted)
     found: dict[str, _Ranked] = {}
+    capped = False
 
     def read(fts_query: str) -> bool:
-        """Score the query's first candidates; True when there were more than those."""
-        docs = store.match_titles(fts_query, where, candidates, SCAN_LIMIT)
-        for doc in docs:
+        """Score the query's first candidates; True when there may be more than those."""
+        nonlocal capped
+        matches = store.match_titles(fts_query, where, candidates, SCAN_LIMIT)
+        for doc in matches.docs:
             copy = _decode(doc)
             if copy.key not in found:
                 value = score(words, _WORD.findall(folded_title(copy.key)))
                 if value > 0:
                     found[copy.key] = _Ranked(value, copy)
-        return len(docs) == candidates
+        capped = capped or matches.capped
+        return len(matches.docs) == candidates or matches.capped
 
     with store.snapshot():
         # The widest level first: when it has no more than `candidates` matches, they are
         # every hit of every level. Otherwise the narrower levels, in order, make sure that
-        # the better tiers are there first (a level cut short fills the page by itself).
+        # the better tiers are there first (a level cut short fills the page by itself;
+        # a capped one would not fill it any better).
         *narrower, widest = passes.levels
         if read(widest):
             for fts_query in narrower:
@@ -360,11 +378,13 @@ def _ranked_hits(
                     break
         if len(found) < wanted and passes.partial is not None:
             read(passes.partial)
-    return sorted(found.values(), key=_Ranked.order)
+    return sorted(found.values(), key=_Ranked.order), capped
 
 
 def answer(store: Store, generation: int, live: int, request: Search) -> bytes:
-    """The encoded reply; runs in a worker thread, on that thread's own connection."""
+    """The encoded reply; runs in a worker thread, on that thread's own connection.
+    (`generation`, the committer's commit count, is not needed: the vocabulary follows the
+    store's TitleLog.)"""
     reader = store.reader_for_this_thread()
-    result = search(reader, vocabulary_of(store), generation, live, request)
+    result = search(reader, vocabulary_of(store), live, request)
     return protocol.encode_ok(request.id, result)

@@ -7,10 +7,13 @@ write commits).
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
 import uuid
+import weakref
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -86,6 +89,13 @@ _SEARCH_SCHEMA: Final = (
 def folded_title(key: str) -> str:
     """The folded title of a movie key (see model.movie_key)."""
     return key.partition(_SEPARATOR)[0]
+
+
+def search_order(rating: float | None, key: str) -> tuple[float, int, str]:
+    """How search orders movies of equal score: best rated first (unrated last), then newest
+    year first (no year last), then by key."""
+    year = key.rpartition(_SEPARATOR)[2]
+    return (1.0 if rating is None else -rating, -int(year) if year else 0, key)
 
 
 def _index_entry(rowid: int, key: str) -> tuple[int, str]:
@@ -233,17 +243,89 @@ def _fold_text(text: object) -> str | None:
     return fold_title(text) if isinstance(text, str) else None
 
 
+@dataclass(frozen=True, slots=True)
+class Matches:
+    """What a capped search read found, and whether the cap cut it short: `capped` is true
+    when fewer were found than asked for and the scan stopped at its limit before the end,
+    so that more may exist."""
+
+    docs: list[bytes]
+    capped: bool = False
+
+
+TITLE_LOG_LENGTH: Final = 10_000  # newly indexed titles a TitleLog keeps
+TIE_SCAN: Final = 1_000  # equally rated rows best_rated reads on in rating order, at most
+
+
+class TitleLog:
+    """The titles this process newly put into the title index of one database file (a new
+    movie, or a live copy over a tombstone), the last TITLE_LOG_LENGTH of them, and how many
+    titles it took out: what an in-memory vocabulary of the index needs to follow it without
+    reading it all again, whatever the rowids (a revived movie keeps its old row; a purged
+    row's rowid may be given again). Every Store of this process on the file shares it."""
+
+    def __init__(self, length: int = TITLE_LOG_LENGTH) -> None:
+        self._lock = threading.Lock()
+        self._titles: deque[str] = deque(maxlen=length)
+        self._added = 0  # titles ever logged: the position after the last one
+        self._removed = 0
+
+    def record(self, added: Sequence[str], removed: int) -> None:
+        """After a commit: the folded titles it added to the index, and how many it removed."""
+        if added or removed:
+            with self._lock:
+                self._titles.extend(added)
+                self._added += len(added)
+                self._removed += removed
+
+    def position(self) -> tuple[int, int]:
+        """(titles added, titles removed) so far."""
+        with self._lock:
+            return self._added, self._removed
+
+    def added_since(self, added: int) -> tuple[list[str], int] | None:
+        """The titles added after position `added` (oldest first) and the position after
+        them; None when some of them are no longer kept (then read the index instead)."""
+        with self._lock:
+            new = self._added - added
+            if not 0 <= new <= len(self._titles):
+                return None
+            titles = list(self._titles)[len(self._titles) - new :] if new else []
+            return titles, self._added
+
+
+_title_logs: Final[weakref.WeakValueDictionary[str, TitleLog]] = weakref.WeakValueDictionary()
+_title_logs_lock: Final = threading.Lock()
+
+
+def _title_log_of(path: Path) -> TitleLog:
+    name = os.path.realpath(path)
+    with _title_logs_lock:
+        log = _title_logs.get(name)
+        if log is None:
+            log = _title_logs[name] = TitleLog()
+        return log
+
+
 @dataclass(slots=True)
 class _IndexChanges:
     """Search index rows to delete and insert at the end of a transaction, in rowid order:
     FTS5 writes its pending changes out whenever a rowid comes lower than the one before it,
-    which would make a large batch of writes in key order several times slower."""
+    which would make a large batch of writes in key order several times slower. Also the
+    titles added to and removed from the title index, for the TitleLog once committed."""
 
     changes: list[tuple[str, int, int, str | None]] = field(default_factory=list)
+    titles_added: list[str] = field(default_factory=list)
+    titles_removed: int = 0
 
     def add(self, table: str, rowid: int, words: str | None) -> None:
         """Insert `words` at `rowid`, or delete the row when `words` is None."""
         self.changes.append((table, rowid, len(self.changes), words))
+        if table == "title_words":
+            if words is None:
+                self.titles_removed += 1
+            else:
+                self.titles_added.append(words)
 
     def write(self, db: sqlite3.Connection) -> None:
         # Sorted by table, rowid, then the order they came in (a delete and an insert of one
@@ -265,6 +347,7 @@ class Store:
         )
         self._db.create_function("fold_title", 1, _fold_text, deterministic=True)
         self._local = threading.local()
+        self.title_log = _title_log_of(self.path)
         self._readers: list[Store] = []
         self._readers_lock = threading.Lock()
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -401,24 +484,10 @@ class Store:
         """Every term of the title index, in order, with the number of movies holding it."""
         return self._db.execute("SELECT term, doc FROM title_terms").fetchall()
 
-    def last_rowid(self) -> int:
-        return int(self._db.execute("SELECT coalesce(max(rowid), 0) FROM movies").fetchone()[0])
-
-    def titles_after(self, rowid: int, limit: int) -> list[tuple[int, str | None]]:
-        """(rowid, folded title) of the rows after `rowid`, in rowid order; the title is None
-        for a tombstone."""
-        rows = self._db.execute(
-            "SELECT rowid, CASE WHEN deleted = 0 THEN key END FROM movies WHERE rowid > ? "
-            "ORDER BY rowid LIMIT ?",
-            (rowid, limit),
-        )
-        return [(row, None if key is None else folded_title(key)) for row, key in rows]
-
-    def match_titles(
-        self, query: str, where: MovieFilter, limit: int, scan_limit: int
-    ) -> list[bytes]:
+    def match_titles(self, query: str, where: MovieFilter, limit: int, scan_limit: int) -> Matches:
         """The copies (JSON) of live movies whose title matches the FTS5 `query` and that pass
-        `where`: the first `limit`, shortest title first, among the first `scan_limit` matches."""
+        `where`: the first `limit`, shortest title first, among the first `scan_limit` matches
+        (capped: there were more matches than those and fewer than `limit` passed)."""
         conditions, params = where.sql()
         rows = self._db.execute(
             "SELECT doc FROM (SELECT rowid AS id FROM title_words WHERE title_words MATCH ? "
@@ -426,32 +495,82 @@ class Store:
             f"WHERE deleted = 0{conditions} LIMIT ?",
             (query, scan_limit, *params, limit),
         )
-        return [row[0] for row in rows]
+        docs = [row[0] for row in rows]
+        if len(docs) == limit or (not conditions and len(docs) < scan_limit):
+            return Matches(docs)  # (no conditions: every match is a live movie that passes)
+        (matches,) = self._db.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM title_words WHERE title_words MATCH ? LIMIT ?)",
+            (query, scan_limit + 1),
+        ).fetchone()
+        return Matches(docs, capped=matches > scan_limit)
 
-    def best_rated(self, where: MovieFilter, count: int, scan_limit: int) -> list[bytes]:
-        """The first `count` live movies that pass `where`, best rated first (unrated last,
-        then in key order), among the first `scan_limit` live movies of that year (when
-        `where` has one) or of the whole catalog, in that order."""
+    def best_rated(self, where: MovieFilter, count: int, scan_limit: int) -> Matches:
+        """The first `count` live movies that pass `where` in search order (search_order: best
+        rated first, then newest, then by key), reading at most `scan_limit` rows (capped:
+        more rows were left that could have changed the answer)."""
         conditions, params = where.sql()
         ranges = ""  # conditions that the index itself narrows down
+        range_params: list[object] = []
         if where.year is not None:
             ranges += f"AND {_YEAR} = ? "
-            params.append(where.year)
+            range_params.append(where.year)
         if where.min_rating is not None:
             ranges += f"AND {_RATING} >= ? "
-            params.append(where.min_rating)
+            range_params.append(where.min_rating)
+        # The index gives rating, then key order. Within one year that is the search order;
+        # otherwise the movies rated like the `count`-th hit must be ordered by year: read on
+        # in the index while they are few, else year by year, newest first.
         rows = self._db.execute(
-            f"SELECT CASE WHEN 1{conditions} THEN doc END FROM movies WHERE deleted = 0 "
-            f"{ranges}ORDER BY {_RATING} DESC, key LIMIT ?",
-            (*params, scan_limit),
+            f"SELECT {_RATING}, key, CASE WHEN 1{conditions} THEN doc END FROM movies "
+            f"WHERE deleted = 0 {ranges}ORDER BY {_RATING} DESC, key LIMIT ?",
+            (*params, *range_params, scan_limit + 1),
         )
-        docs: list[bytes] = []
-        for (doc,) in rows:
-            if doc is not None:
-                docs.append(doc)
-                if len(docs) == count:
+        found: list[tuple[tuple[float, int, str], bytes]] = []
+        last: float | None = None  # the rating of the last hit
+        scanned = tied = 0
+        for rating, key, doc in rows:
+            if len(found) >= count:
+                if where.year is not None or rating != last:
+                    return _first(found, count, capped=False)
+                tied += 1
+                if tied > TIE_SCAN:
                     break
-        return docs
+            scanned += 1
+            if scanned > scan_limit:
+                return _first(found, count, capped=True)
+            if doc is not None:
+                found.append((search_order(rating, key), doc))
+                last = rating
+        else:
+            return _first(found, count, capped=False)
+        # Many movies are rated `last`: the hits better rated are all found; read those
+        # rated `last` year by year.
+        tie = search_order(last, "")[0]
+        found = [item for item in found if item[0][0] != tie]
+        ties = (
+            f"SELECT key, CASE WHEN 1{conditions} THEN doc END FROM movies "
+            f"WHERE deleted = 0 AND {_YEAR} IS ? AND {_RATING} IS ? ORDER BY key"
+        )
+        for year in self._years_newest_first():
+            for key, doc in self._db.execute(ties, (*params, year, last)):
+                scanned += 1
+                if scanned > scan_limit:
+                    return _first(found, count, capped=True)
+                if doc is not None:
+                    found.append((search_order(last, key), doc))
+                    if len(found) == count:
+                        return _first(found, count, capped=False)
+        return _first(found, count, capped=False)
+
+    def _years_newest_first(self) -> Iterator[int | None]:
+        """The years of the live movies, newest first, then None (movies without a year)."""
+        year = self._db.execute(f"SELECT max({_YEAR}) FROM movies WHERE deleted = 0").fetchone()[0]
+        while year is not None:
+            yield year
+            year = self._db.execute(
+                f"SELECT max({_YEAR}) FROM movies WHERE deleted = 0 AND {_YEAR} < ?", (year,)
+            ).fetchone()[0]
+        yield None
 
     def best_rated_by_director(
         self, query: str, where: MovieFilter, count: int, limit: int
@@ -469,7 +588,7 @@ class Store:
         rows = self._db.execute(
             "SELECT doc FROM movies WHERE rowid IN (SELECT rowid FROM director_words "
             f"WHERE director_words MATCH ?) AND deleted = 0{conditions} "
-            f"ORDER BY {_RATING} DESC, key LIMIT ?",
+            f"ORDER BY {_RATING} DESC, {_YEAR} DESC, key LIMIT ?",
             (query, *params, count),
         )
         return [row[0] for row in rows]
@@ -498,10 +617,10 @@ class Store:
         db = self._db
         outcomes: list[Outcome] = []
         change = Change()
+        index = _IndexChanges()
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
-                index = _IndexChanges()
                 for write in writes:
                     if isinstance(write, PurgeTombstone):
                         outcomes.append(self._purge(write, change))
@@ -523,6 +642,7 @@ class Store:
                 raise
         except sqlite3.Error as exc:
             raise StorageError(f"the database refused the write: {exc}") from exc
+        self.title_log.record(index.titles_added, index.titles_removed)
         return outcomes, change
 
     def _stored(self, key: str) -> Copy | None:
@@ -596,6 +716,14 @@ class Store:
         for reader in readers:
             reader.close()
         self._db.close()
+
+
+def _first(
+    found: list[tuple[tuple[float, int, str], bytes]], count: int, *, capped: bool
+) -> Matches:
+    """The first `count` of (search order, doc) pairs, in that order."""
+    found.sort(key=lambda item: item[0])
+    return Matches([doc for _, doc in found[:count]], capped)
 
 
 def _live(copy: Copy) -> int:
