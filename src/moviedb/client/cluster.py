@@ -88,6 +88,14 @@ _WRITE_STATUS = {
 }
 
 
+# A write's failure kind -> what is known of it: never sent, or sent and unanswered.
+_WRITE_FAILURE = {
+    "unreachable": WriteStatus.UNREACHABLE,
+    "timeout": WriteStatus.UNKNOWN,
+    "lost": WriteStatus.UNKNOWN,
+}
+
+
 class _Failure(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -207,11 +215,7 @@ class Cluster:
                     address, protocol.Put(copy=writes[address]), protocol.PutResult
                 )
             except _Failure as exc:
-                status = {
-                    "unreachable": WriteStatus.UNREACHABLE,
-                    "timeout": WriteStatus.UNKNOWN,
-                    "lost": WriteStatus.UNKNOWN,
-                }.get(exc.kind, WriteStatus.ERROR)
+                status = _WRITE_FAILURE.get(exc.kind, WriteStatus.ERROR)
                 return WriteResult(address, status, error=exc.message)
             status = _WRITE_STATUS.get(result.status, WriteStatus.ERROR)
             return WriteResult(address, status, current=result.current)
@@ -237,11 +241,7 @@ class Cluster:
         try:
             result, _ = await self._call(address, request, protocol.PutBatchResult)
         except _Failure as exc:
-            status = {
-                "unreachable": WriteStatus.UNREACHABLE,
-                "timeout": WriteStatus.UNKNOWN,
-                "lost": WriteStatus.UNKNOWN,
-            }.get(exc.kind, WriteStatus.ERROR)
+            status = _WRITE_FAILURE.get(exc.kind, WriteStatus.ERROR)
             return [WriteResult(address, status, error=exc.message) for _ in copies]
         return [
             WriteResult(
