@@ -59,9 +59,7 @@ def test_import_keeps_every_row_stores_or_rejects_it_and_is_idempotent(
     assert (summary["format"], summary["rows"], summary["rejected"]) == ("csv", 8, 2)
     assert [s["stored"] for s in summary["servers"]] == [6, 6, 6]
     lines = [json.loads(line) for line in rejects.read_text(encoding="utf-8").splitlines()]
-    assert sorted(r["reason"].split(":")[0] for r in lines) == sorted(
-        [lines[0]["reason"].split(":")[0], lines[1]["reason"].split(":")[0]]
-    )
+    assert [r["row"] for r in lines] == [4, 7]  # the empty line is not a row
     assert any("title" in r["reason"] for r in lines)
     assert any("rating" in r["reason"] for r in lines)
     assert all(isinstance(r["row"], int) for r in lines)

@@ -71,6 +71,10 @@ def _value(value: Any) -> str:
     return str(value)
 
 
+def _unreachable_json(unreachable: dict[Address, str]) -> list[dict[str, str]]:
+    return [{"server": str(s), "error": e} for s, e in unreachable.items()]
+
+
 def print_json(document: dict[str, Any]) -> None:
     """A JSON document on stdout, plain (no colour), for scripts."""
     print(json.dumps(document, ensure_ascii=False, indent=2))
@@ -227,7 +231,7 @@ def sync_json(outcome: SyncOutcome) -> dict[str, Any]:
         "unchanged": outcome.plan.unchanged,
         "failed": outcome.failed,
         "conflicts": [view_json(v) for v in outcome.plan.conflicts],
-        "unreachable": [{"server": str(s), "error": e} for s, e in outcome.unreachable.items()],
+        "unreachable": _unreachable_json(outcome.unreachable),
         "purged": outcome.purged,
         "plan": _plan_json(outcome),
     }
@@ -263,7 +267,7 @@ def _replay_json(report: ReplayReport) -> dict[str, Any]:
 def conflicts_json(outcome: ConflictsOutcome) -> dict[str, Any]:
     return {
         "conflicts": [view_json(v) for v in outcome.conflicts],
-        "unreachable": [{"server": str(s), "error": e} for s, e in outcome.unreachable.items()],
+        "unreachable": _unreachable_json(outcome.unreachable),
         "exit_code": outcome.exit_code,
     }
 
@@ -826,7 +830,7 @@ def export_json(outcome: ExportOutcome) -> dict[str, Any]:
         "output": outcome.target,
         "movies": outcome.movies,
         "conflicts": outcome.conflicts,
-        "unreachable": [{"server": str(s), "error": e} for s, e in outcome.unreachable.items()],
+        "unreachable": _unreachable_json(outcome.unreachable),
         "written": outcome.written,
         "exit_code": outcome.exit_code,
     }
@@ -855,7 +859,7 @@ def search_json(outcome: SearchOutcome) -> dict[str, Any]:
         "query": outcome.query,
         "results": [{"score": round(m.score, 1), **view_json(m.view)} for m in outcome.matches],
         "more": outcome.more,
-        "unreachable": [{"server": str(s), "error": e} for s, e in outcome.unreachable.items()],
+        "unreachable": _unreachable_json(outcome.unreachable),
         "exit_code": outcome.exit_code,
     }
 

@@ -17,7 +17,7 @@ from typing import Any
 from moviedb import digests
 from moviedb.client.address import Address
 from moviedb.client.cluster import Cluster, ReadResult, ReadStatus
-from moviedb.client.reconcile import MovieView, reconcile
+from moviedb.client.reconcile import MovieView
 from moviedb.errors import ServerUnavailable
 from moviedb.protocol import DigestResult
 from moviedb.versions import Copy
@@ -40,10 +40,6 @@ class Difference:
     agreeing_entries: int = 0  # copies whose revision is the same everywhere (per server)
     uncompared: int = 0  # differing keys left out: a copy changed or failed while being read
     tombstones: dict[Address, int] = field(default_factory=dict)  # each server's deleted movies
-
-    @property
-    def reachable(self) -> list[Address]:
-        return [r.server for r in self.results]
 
 
 @dataclass(frozen=True)
@@ -197,10 +193,6 @@ async def diff(
         status = ReadStatus.FOUND if copies else ReadStatus.MISSING
         result.results.append(ReadResult(server, status, copies))
     return result
-
-
-def views_of(difference: Difference) -> list[MovieView]:
-    return reconcile(difference.results)
 
 
 async def _bounded(coroutines: Iterable[Coroutine[Any, Any, None]], limit: int = 256) -> None:
