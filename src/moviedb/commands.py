@@ -104,7 +104,9 @@ async def get(
             targets = [s for g in view.groups if g.copy.rev != newest.rev for s in g.servers]
             targets += view.missing
             written = await cluster.put({server: newest for server in targets})
-            await _queue_unacknowledged(queue, {r.server: newest for r in written}, written)
+            await _queue_unacknowledged(
+                queue, {r.server: newest for r in written}, written, now=cluster.clock()
+            )
             repairs.append(Repair(view, newest, written))
     return GetOutcome(title, year, results, views, repairs)
 
@@ -165,7 +167,11 @@ def _conflict_message(view: MovieView) -> str:
 
 
 async def _queue_unacknowledged(
-    queue: WriteQueue | None, copies: dict[Address, Copy], results: Sequence[WriteResult]
+    queue: WriteQueue | None,
+    copies: dict[Address, Copy],
+    results: Sequence[WriteResult],
+    *,
+    now: float,
 ) -> None:
     """Keep every write a server did not acknowledge (and may accept later) in the durable
     queue, for replay. The queue's commit waits for an fsync: it runs off the event loop."""
@@ -175,7 +181,7 @@ async def _queue_unacknowledged(
         (r.server, copies[r.server], r.status.value, r.error) for r in results if needs_queueing(r)
     ]
     if pending:
-        await asyncio.to_thread(queue.add_many, pending, now=time.time())
+        await asyncio.to_thread(queue.add_many, pending, now=now)
 
 
 async def _write_everywhere(
@@ -183,7 +189,7 @@ async def _write_everywhere(
 ) -> list[WriteResult]:
     copies = {address: copy for address in cluster.servers}
     results = await cluster.put(copies)
-    await _queue_unacknowledged(queue, copies, results)
+    await _queue_unacknowledged(queue, copies, results, now=cluster.clock())
     return results
 
 
@@ -193,7 +199,7 @@ async def add(
     """Add to every server that lacks it; a different existing record is kept unless `yes`."""
     movie = validate(movie)
     _, view = await _read_key(cluster, movie)
-    now = time.time()
+    now = cluster.clock()
     current = view.newest if view is not None else None
     if view is None or not view.live or (current is not None and current.deleted):
         # Nowhere, or deleted: a fresh copy. After a delete it is a child of the tombstone, so
@@ -256,7 +262,7 @@ async def edit(
             "title and year identify a movie and edit keeps them (a change of case or "
             "punctuation is fine); to rename, add the new movie and delete the old one"
         )
-    copy = current if changed == current.movie else child([current], changed, now=time.time())
+    copy = current if changed == current.movie else child([current], changed, now=cluster.clock())
     differences = field_differences([Group(current, _holders(view, current)), Group(copy, [])])
     written = await _write_everywhere(cluster, copy, queue)
     return WriteOutcome("edit", copy, written, "", differences)
@@ -456,7 +462,7 @@ async def replay_pending(
         return None
     try:
         return await asyncio.wait_for(
-            replay(queue, cluster, servers=servers, budget=budget, now=time.time()),
+            replay(queue, cluster, servers=servers, budget=budget, now=cluster.clock()),
             timeout=budget + 0.2,
         )
     except TimeoutError:
@@ -526,7 +532,9 @@ async def sync(
     if queue is not None and not dry_run:
         servers = [s for s in await asyncio.to_thread(queue.summary) if s in cluster.servers]
         if servers:
-            replayed = await replay(queue, cluster, servers=servers, budget=60.0, now=time.time())
+            replayed = await replay(
+                queue, cluster, servers=servers, budget=60.0, now=cluster.clock()
+            )
     difference: Difference | None = None
     if title is not None:
         _require_title(title)
@@ -557,7 +565,7 @@ async def sync(
                 if needs_queueing(result)
             ]
             if pending:
-                await asyncio.to_thread(queue.add_many, pending, now=time.time())
+                await asyncio.to_thread(queue.add_many, pending, now=cluster.clock())
         done += len(copies)
         if progress:
             progress("write", done, total)
@@ -745,7 +753,7 @@ async def resolve_plan(
     movie = _movie_from_values(values)
     if key_of(movie) != view.key:
         raise CommandError("a resolution keeps the movie's title and year")
-    copy = child(branches, movie, deleted=deleted, now=time.time())
+    copy = child(branches, movie, deleted=deleted, now=cluster.clock())
     new = Group(copy, [])
     return Proposal("resolve", view, copy, field_differences([*view.groups, new]))
 
@@ -761,7 +769,7 @@ async def delete_plan(cluster: Cluster, title: str, year: int | None) -> Proposa
         return Proposal("delete", view, newest, field_differences(view.groups))
     parents = [newest] if newest is not None else [g.copy for g in view.groups]
     record = next((c.movie for c in parents if not c.deleted), parents[0].movie)
-    tombstone = child(parents, record, deleted=True, now=time.time())
+    tombstone = child(parents, record, deleted=True, now=cluster.clock())
     new = Group(tombstone, [])
     return Proposal("delete", view, tombstone, field_differences([*view.groups, new]))
 

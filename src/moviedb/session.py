@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -38,12 +39,14 @@ class Session:
         timeout: float | None = None,
         json_output: bool = False,
         console: Console | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.config_path: Path = config_path(config_file)
         self.servers_override = servers
         self.timeout_override = timeout
         self.json_output = json_output
         self.console = console or Console(highlight=False)
+        self.clock = clock  # stamps new versions; tests inject a skewed one
         self.known_titles: set[str] = set()
         self.interactive = False  # in the shell: ask before destructive writes
         self._config: Config | None = None
@@ -80,7 +83,7 @@ class Session:
                     "`moviedb addserver HOST:PORT` or pass --servers HOST:PORT,...",
                     USAGE,
                 )
-            self._cluster = Cluster(servers, timeout=self.timeout)
+            self._cluster = Cluster(servers, timeout=self.timeout, clock=self.clock)
         return self._cluster
 
     @property

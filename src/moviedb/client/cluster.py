@@ -107,10 +107,17 @@ class Cluster:
     """`async with Cluster(["127.0.0.1:7001", ...]) as c: results = await c.get("Alien")`."""
 
     def __init__(
-        self, servers: Iterable[str | Address], *, timeout: float = DEFAULT_TIMEOUT
+        self,
+        servers: Iterable[str | Address],
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.servers = [s if isinstance(s, Address) else parse_address(s) for s in servers]
         self.timeout = timeout
+        # Wall-clock time stamped on new versions (`written_at`) and queue entries: shown to
+        # people, never used to order versions. Injected by tests to skew clients apart.
+        self.clock = clock
         self._connections = {address: Connection(address) for address in self.servers}
 
     async def __aenter__(self) -> Cluster:
