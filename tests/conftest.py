@@ -156,3 +156,27 @@ async def inproc_server(tmp_path: Path) -> AsyncIterator[MoviedbServer]:
     await server.start("127.0.0.1", [0])
     yield server
     await server.stop()
+
+
+# --- figures the fault-injection tests measure, printed at the end of the run ---------------------
+
+_FIGURES: list[tuple[str, str]] = []
+
+
+@pytest.fixture
+def figure(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """`figure("0 of 10,412 acknowledged writes lost")`: shown in the run's summary."""
+
+    def record(text: str) -> None:
+        _FIGURES.append((request.node.nodeid, text))
+        print(f"FIGURE {text}")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _FIGURES:
+        return
+    terminalreporter.section("figures measured by the fault-injection tests")
+    for nodeid, text in _FIGURES:
+        terminalreporter.write_line(f"{nodeid.rpartition('::')[2]}: {text}")
