@@ -305,6 +305,7 @@ def test_encode_ok_with_a_string_id_and_a_struct() -> None:
             "software": "x",
             "digest": "",
             "tombstones": 0,
+            "access": "read-write",
         },
     }
 

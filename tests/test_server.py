@@ -266,7 +266,9 @@ async def test_hello_result_fields(inproc_server: MoviedbServer) -> None:
         "software",
         "digest",
         "tombstones",
+        "access",
     }
+    assert result["access"] == "read-write"
     assert result["digest"] == "0" * 16
     assert result["protocol"] == protocol.PROTOCOL_VERSION
     assert result["name"] == "inproc"

@@ -649,35 +649,10 @@ class _Converter:
                 extra[name] = _extra_value(name, raw)
                 sources[name] = key
         try:
-            return _check_encodable(validate(Movie(**values, extra=extra)))
+            return validate(Movie(**values, extra=extra))
         except InvalidMovie as exc:
             source = sources.get(exc.field) or sources.get(_extra_field(exc.field))
             raise _with_column(exc, source) from None
-
-
-_SURROGATE: Final = re.compile("[\ud800-\udfff]")
-
-
-def _check_encodable(movie: Movie) -> Movie:
-    """`movie`, or InvalidMovie when some text holds a lone surrogate (JSON "\\ud800", or a
-    pickle), which is not a character: it could not be stored or sent."""
-    texts: list[tuple[str, str]] = [("title", movie.title)]
-    texts += [(field, text) for field in ("director", "plot") if (text := getattr(movie, field))]
-    texts += [(field, item) for field in ("cast", "genres") for item in getattr(movie, field)]
-    for name, value in movie.extra.items():
-        texts.append((f"extra field {name!r}", name))
-        if isinstance(value, str):
-            texts.append((name, value))
-    for field, text in texts:
-        match = _SURROGATE.search(text)
-        if match:
-            raise InvalidMovie(
-                field,
-                f"holds {match.group()!a}, half of a surrogate pair without its other half, which "
-                "is not a character; accepted: text (a JSON escape such as \\ud83c\\udfac must "
-                "come in pairs)",
-            )
-    return movie
 
 
 def _nested_extra(value: object) -> Mapping[Any, Any] | None:

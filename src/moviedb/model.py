@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from typing import Any, Final
 
@@ -14,6 +15,9 @@ MAX_TITLE_CHARS: Final = 500
 MAX_TEXT_CHARS: Final = 20_000
 MAX_LIST_ITEMS: Final = 500
 MAX_EXTRA_FIELDS: Final = 100
+# The whole record, as the JSON that stores and carries it (UTF-8 bytes). A server may be set
+# to accept less (`moviedb-server --max-record`), never more.
+MAX_RECORD_BYTES: Final = 256 * 1024
 MIN_YEAR: Final = 1870
 MAX_YEAR: Final = 2200
 
@@ -139,7 +143,7 @@ def validate(movie: Movie) -> Movie:
         raise InvalidMovie("extra", f"has {len(movie.extra)} fields; at most {MAX_EXTRA_FIELDS}")
     for name, value in movie.extra.items():
         _check_extra(name, value)
-    return Movie(
+    normal = Movie(
         title=title,
         year=year,
         director=director or None,
@@ -150,6 +154,50 @@ def validate(movie: Movie) -> Movie:
         plot=plot or None,
         extra=dict(sorted(movie.extra.items())),
     )
+    check_size(normal)
+    return normal
+
+
+def record_size(movie: Movie) -> int:
+    """The record's size as stored and sent: the bytes of its JSON."""
+    return len(_encode(movie))
+
+
+def check_size(movie: Movie, limit: int = MAX_RECORD_BYTES) -> None:
+    try:
+        size = record_size(movie)
+    except UnicodeEncodeError:
+        _reject_surrogates(movie)
+        raise
+    if size > limit:
+        raise InvalidMovie(
+            "record", f"is {size:,} bytes as JSON; at most {limit:,} bytes are accepted"
+        )
+
+
+_encode: Final = msgspec.json.Encoder().encode
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def _reject_surrogates(movie: Movie) -> None:
+    """InvalidMovie naming the text that holds a lone surrogate (JSON "\\ud800", or a pickle),
+    which is not a character: it could not be stored or sent."""
+    texts: list[tuple[str, str]] = [("title", movie.title)]
+    texts += [(field, text) for field in ("director", "plot") if (text := getattr(movie, field))]
+    texts += [(field, item) for field in ("cast", "genres") for item in getattr(movie, field)]
+    for name, value in movie.extra.items():
+        texts.append((f"extra field {name!r}", name))
+        if isinstance(value, str):
+            texts.append((name, value))
+    for field, text in texts:
+        match = _SURROGATE.search(text)
+        if match:
+            raise InvalidMovie(
+                field,
+                f"holds {match.group()!a}, half of a surrogate pair without its other half, which "
+                "is not a character; accepted: text (a JSON escape such as \\ud83c\\udfac must "
+                "come in pairs)",
+            )
 
 
 def _is_whole(value: object) -> bool:

@@ -30,6 +30,9 @@ TOO_MANY_CONNECTIONS: Final = "too_many_connections"
 SHUTTING_DOWN: Final = "shutting_down"
 STORAGE_ERROR: Final = "storage_error"
 INTERNAL: Final = "internal"
+UNAUTHORIZED: Final = "unauthorized"
+FORBIDDEN: Final = "forbidden"
+LINE_TIMEOUT: Final = "line_timeout"
 ERROR_CODES: Final = (
     BAD_JSON,
     BAD_REQUEST,
@@ -40,6 +43,9 @@ ERROR_CODES: Final = (
     SHUTTING_DOWN,
     STORAGE_ERROR,
     INTERNAL,
+    UNAUTHORIZED,
+    FORBIDDEN,
+    LINE_TIMEOUT,
 )
 
 
@@ -52,6 +58,7 @@ class Request(msgspec.Struct, tag_field="op", forbid_unknown_fields=True, kw_onl
 
 class Hello(Request, tag="hello"):
     client: str | None = None
+    token: str | None = None  # required first on a server started with --token-file
 
 
 class Get(Request, tag="get"):
@@ -152,6 +159,7 @@ class HelloResult(msgspec.Struct):
     software: str
     digest: str = ""  # the catalog digest: equal on servers that hold the same versions
     tombstones: int = 0  # deleted movies still stored (see purge)
+    access: str = "read-write"  # what this connection may do: "read-write" or "read-only"
 
 
 class DigestResult(msgspec.Struct):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import ssl
 import time
 from collections import deque
 from collections.abc import Awaitable
@@ -13,7 +14,9 @@ from pathlib import Path
 from typing import cast
 
 from moviedb import protocol
-from moviedb.protocol import WRITE_OPS, LineFramer, LineTooLong, RequestError
+from moviedb.model import MAX_RECORD_BYTES
+from moviedb.protocol import WRITE_OPS, Hello, LineFramer, LineTooLong, RequestError
+from moviedb.server.auth import Access, Tokens
 from moviedb.server.handlers import ServerState, dispatch
 from moviedb.server.storage import Store
 from moviedb.server.writer import GroupCommitter
@@ -23,10 +26,15 @@ log = logging.getLogger("moviedb.server")
 
 @dataclass(frozen=True)
 class Limits:
-    max_line: int = protocol.DEFAULT_MAX_LINE
+    """What one server accepts (docs/server.md#limits); each is a `moviedb-server` option."""
+
+    max_line: int = protocol.DEFAULT_MAX_LINE  # bytes of one request line
+    max_record: int = MAX_RECORD_BYTES  # bytes of one record's JSON
     max_connections: int = 1000
     idle_timeout: float = 300.0  # seconds without a byte from the client
+    line_timeout: float = 30.0  # seconds from a line's first byte to its newline
     max_in_flight: int = 256  # requests of one connection waiting for their reply
+    max_db_size: int | None = None  # bytes the database file may grow to (None: the disk's)
 
 
 class NoFreePort(Exception):
@@ -46,7 +54,10 @@ class Connection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._replies: deque[bytes | asyncio.Future[bytes]] = deque()
         self._last_activity = time.monotonic()
-        self._idle_timer: asyncio.TimerHandle | None = None
+        self._line_started: float | None = None  # when the unfinished line's first byte came
+        self._timer: asyncio.TimerHandle | None = None
+        # Without tokens every connection may read and write; with them, only after `hello`.
+        self._access: Access | None = Access.READ_WRITE if server.tokens is None else None
         self._eof = False
         self._reading_paused = False
         self._writing_paused = False
@@ -70,12 +81,12 @@ class Connection(asyncio.Protocol):
             transport.close()
             return
         server.connections.add(self)
-        self._arm_idle_timer()
+        self._arm_timer(min(server.limits.idle_timeout, server.limits.line_timeout))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._server.connections.discard(self)
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
+        if self._timer is not None:
+            self._timer.cancel()
         self._transport = None
 
     def pause_writing(self) -> None:
@@ -97,7 +108,7 @@ class Connection(asyncio.Protocol):
     # --- input ----------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        self._last_activity = time.monotonic()
+        now = self._last_activity = time.monotonic()
         self._server.state.bytes_in += len(data)
         if self._eof:
             # Past an oversized line the stream cannot be framed again: drop what follows
@@ -115,6 +126,10 @@ class Connection(asyncio.Protocol):
             return
         for line in lines:
             self._handle(line)
+        if not self._framer.pending:
+            self._line_started = None
+        elif self._line_started is None or lines:
+            self._line_started = now  # a new line began in this chunk
 
     def eof_received(self) -> bool:
         if not self._eof and self._framer.pending:
@@ -159,6 +174,13 @@ class Connection(asyncio.Protocol):
                 )
             )
             return
+        if isinstance(request, Hello) and request.token is not None:
+            self._authenticate(request)
+            if self._access is None:
+                return
+        elif self._access is None:
+            self._refuse(request.id, "this server requires a token: send hello with a token first")
+            return
         last_write = self._last_write
         is_write = isinstance(request, WRITE_OPS)
         if last_write is not None and not last_write.done() and not is_write:
@@ -174,9 +196,31 @@ class Connection(asyncio.Protocol):
             self._last_write = future
         self._reply(future)
 
+    def _authenticate(self, hello: Hello) -> None:
+        tokens = self._server.tokens
+        if tokens is None:
+            self._access = Access.READ_WRITE  # a token is not needed, and not checked
+            return
+        assert hello.token is not None
+        self._access = tokens.check(hello.token)
+        if self._access is None:
+            log.warning("refused a connection from %s: wrong token", self._peer())
+            self._refuse(hello.id, "the token is not one this server accepts")
+
+    def _refuse(self, request_id: protocol.RequestId, message: str) -> None:
+        """Answer `unauthorized` and close: every guess at a token costs a new connection."""
+        self._reply(protocol.encode_error(request_id, protocol.UNAUTHORIZED, message))
+        self._eof = True
+        self._close_when_flushed()
+
+    def _peer(self) -> str:
+        peer = self._transport.get_extra_info("peername") if self._transport else None
+        return str(peer[0]) if isinstance(peer, tuple) else "an unknown peer"
+
     def _dispatch(self, request: protocol.AnyRequest) -> bytes | Awaitable[bytes]:
+        assert self._access is not None
         try:
-            return dispatch(self._server.state, request)
+            return dispatch(self._server.state, request, self._access)
         except RequestError as exc:
             return protocol.encode_error(exc.request_id, exc.code, exc.message)
         except Exception:
@@ -242,19 +286,43 @@ class Connection(asyncio.Protocol):
         if not self._replies and self._transport is not None:
             self._transport.close()
 
-    # --- idle timeout ---------------------------------------------------------------------------
+    # --- idle and unfinished-line timeouts -----------------------------------------------------
 
-    def _arm_idle_timer(self) -> None:
+    def _arm_timer(self, delay: float) -> None:
         loop = asyncio.get_running_loop()
-        self._idle_timer = loop.call_later(self._server.limits.idle_timeout, self._check_idle)
+        self._timer = loop.call_later(max(delay, 0.01), self._check_timeouts)
 
-    def _check_idle(self) -> None:
-        idle = time.monotonic() - self._last_activity
-        if idle >= self._server.limits.idle_timeout and not self._replies:
+    def _check_timeouts(self) -> None:
+        limits = self._server.limits
+        now = time.monotonic()
+        started = self._line_started
+        if started is not None and self._reading_paused:
+            # The server stopped reading (replies pending): the line's wait is not the peer's.
+            started = self._line_started = now
+        if started is not None and now - started >= limits.line_timeout:
+            # A line trickled in byte by byte (slowloris) keeps the connection from being idle;
+            # this bound holds however slowly the bytes come.
+            log.info("closing a connection whose line took over %.0f s", limits.line_timeout)
+            self._reply(
+                protocol.encode_error(
+                    None,
+                    protocol.LINE_TIMEOUT,
+                    f"a request line must be completed within {limits.line_timeout:g} s "
+                    "of its first byte; closing",
+                )
+            )
+            self._eof = True
+            self._close_when_flushed()
+            return
+        idle = now - self._last_activity
+        if idle >= limits.idle_timeout and not self._replies:
             log.info("closing a connection idle for %.0f s", idle)
             self.close()
             return
-        self._arm_idle_timer()
+        next_check = limits.idle_timeout - idle
+        if started is not None:
+            next_check = min(next_check, limits.line_timeout - (now - started))
+        self._arm_timer(next_check)
 
 
 async def _guarded(reply: Awaitable[bytes]) -> bytes:
@@ -269,11 +337,19 @@ class MoviedbServer:
     """A server on one SQLite file: start() binds the first free permitted port, stop() drains."""
 
     def __init__(
-        self, db_path: str | Path, *, name: str = "", limits: Limits | None = None
+        self,
+        db_path: str | Path,
+        *,
+        name: str = "",
+        limits: Limits | None = None,
+        tokens: Tokens | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.db_path = Path(db_path)
         self.name = name
         self.limits = limits or Limits()
+        self.tokens = tokens  # None: no token needed
+        self.tls = tls
         self.connections: set[Connection] = set()
         self.in_flight: set[asyncio.Future[bytes]] = set()
         self.stopping = False
@@ -286,7 +362,7 @@ class MoviedbServer:
 
     async def start(self, host: str = "127.0.0.1", ports: list[int] | None = None) -> int:
         loop = asyncio.get_running_loop()
-        self._writer_store = Store(self.db_path)
+        self._writer_store = Store(self.db_path, max_size=self.limits.max_db_size)
         self._reader_store = Store(self.db_path, for_writing=False)
         committer = GroupCommitter(
             self._writer_store,
@@ -302,10 +378,11 @@ class MoviedbServer:
             committer=committer,
             server_id=server_id,
             connections=lambda: len(self.connections),
+            max_record=self.limits.max_record,
         )
         try:
             self._server, self.port = await _bind_first_free(
-                loop, lambda: Connection(self), host, ports or [0]
+                loop, lambda: Connection(self), host, ports or [0], self.tls
             )
         except BaseException:
             await self._close_storage()
@@ -341,11 +418,18 @@ async def _bind_first_free(
     factory: type[Connection] | object,
     host: str,
     ports: list[int],
+    tls: ssl.SSLContext | None = None,
 ) -> tuple[asyncio.Server, int]:
     """Bind the first port of the list that is free, trying them in order."""
     for port in ports:
         try:
-            server = await loop.create_server(factory, host, port)  # type: ignore[arg-type]
+            server = await loop.create_server(
+                factory,  # type: ignore[arg-type]
+                host,
+                port,
+                ssl=tls,
+                ssl_handshake_timeout=30.0 if tls else None,
+            )
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):
                 continue

@@ -17,7 +17,7 @@ import msgspec
 
 from moviedb import digests, protocol
 from moviedb.errors import InvalidMovie
-from moviedb.model import key_of, validate
+from moviedb.model import MAX_RECORD_BYTES, check_size, key_of, validate
 from moviedb.protocol import (
     Digest,
     Fetch,
@@ -33,6 +33,7 @@ from moviedb.protocol import (
     Stats,
 )
 from moviedb.server import search
+from moviedb.server.auth import Access
 from moviedb.server.storage import Applied, Purged, PurgeTombstone, StorageError, Store
 from moviedb.server.writer import GroupCommitter
 from moviedb.versions import HISTORY_LIMIT, Copy
@@ -66,12 +67,13 @@ class ServerState:
     bytes_in: int = 0
     bytes_out: int = 0
     connections: Callable[[], int] = lambda: 0
+    max_record: int = MAX_RECORD_BYTES  # bytes of a record's JSON (--max-record)
 
 
 Reply = bytes | Awaitable[bytes]
 
 
-def handle_hello(state: ServerState, request: Hello) -> Reply:
+def handle_hello(state: ServerState, request: Hello, access: Access = Access.READ_WRITE) -> Reply:
     result = protocol.HelloResult(
         protocol=protocol.PROTOCOL_VERSION,
         name=state.name,
@@ -80,6 +82,7 @@ def handle_hello(state: ServerState, request: Hello) -> Reply:
         software=SOFTWARE,
         digest=digests.to_hex(state.committer.digest),
         tombstones=state.committer.entries - state.committer.live_count,
+        access=access.value,
     )
     return protocol.encode_ok(request.id, result)
 
@@ -167,10 +170,12 @@ def handle_list(state: ServerState, request: ListPage) -> Reply:
     return protocol.encode_ok(request.id, RawPage([msgspec.Raw(d) for d in docs], next_key))
 
 
-def check_copy(copy: Copy) -> None:
+def check_copy(copy: Copy, max_record: int = MAX_RECORD_BYTES) -> None:
     """Refuse a copy whose record is invalid or whose version fields are malformed."""
     try:
         movie = validate(copy.movie)
+        if max_record < MAX_RECORD_BYTES:
+            check_size(movie, max_record)
     except InvalidMovie as exc:
         raise RequestError(protocol.INVALID_MOVIE, str(exc)) from None
     if movie != copy.movie:
@@ -203,7 +208,7 @@ def handle_put_batch(state: ServerState, request: PutBatch) -> Reply:
     for raw in request.copies:
         try:
             copy = _decode_copy(raw)
-            check_copy(copy)
+            check_copy(copy, state.max_record)
         except msgspec.ValidationError as exc:
             checked.append(f"bad copy: {exc}")
         except RequestError as exc:
@@ -233,7 +238,7 @@ async def _put_batch(state: ServerState, request: PutBatch, checked: list[Copy |
 
 def handle_put(state: ServerState, request: Put) -> Reply:
     try:
-        check_copy(request.copy)
+        check_copy(request.copy, state.max_record)
     except RequestError as exc:
         exc.request_id = request.id
         raise
@@ -279,7 +284,19 @@ HANDLERS: Final[dict[type[Any], Callable[[ServerState, Any], Reply]]] = {
 }
 
 
-def dispatch(state: ServerState, request: protocol.AnyRequest) -> Reply:
+def dispatch(
+    state: ServerState, request: protocol.AnyRequest, access: Access = Access.READ_WRITE
+) -> Reply:
+    """Answer a request of a connection that was granted `access` (see auth.py)."""
     op = type(request).__struct_config__.tag
     state.counters[str(op)] = state.counters.get(str(op), 0) + 1
+    if isinstance(request, Hello):
+        return handle_hello(state, request, access)
+    if access is Access.READ_ONLY and isinstance(request, protocol.WRITE_OPS):
+        raise RequestError(
+            protocol.FORBIDDEN,
+            f"{op} is a write and this connection's token is read-only; "
+            "writes need a read-write token",
+            request.id,
+        )
     return HANDLERS[type(request)](state, request)

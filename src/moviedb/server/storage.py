@@ -340,7 +340,9 @@ class _IndexChanges:
 class Store:
     """One SQLite database of versioned movie copies."""
 
-    def __init__(self, path: str | Path, *, for_writing: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, for_writing: bool = True, max_size: int | None = None
+    ) -> None:
         self.path = Path(path)
         self._db = sqlite3.connect(
             self.path, isolation_level=None, check_same_thread=False, timeout=30.0
@@ -355,6 +357,11 @@ class Store:
         self._db.execute("PRAGMA synchronous=FULL")
         if for_writing:
             self._migrate()
+            if max_size is not None:
+                # A quota: a commit that would grow the database past it fails with SQLITE_FULL,
+                # exactly as on a full disk (and never below the pages already in use).
+                page_size = self._db.execute("PRAGMA page_size").fetchone()[0]
+                self._db.execute(f"PRAGMA max_page_count = {max(1, max_size // page_size)}")
         else:
             self._db.execute("PRAGMA query_only=1")
 
@@ -641,6 +648,11 @@ class Store:
                     db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
+            if exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                raise StorageError(
+                    "the disk is full (or the database reached the server's --max-db-size); "
+                    "nothing was written, reads still work, and writes resume once there is room"
+                ) from exc
             raise StorageError(f"the database refused the write: {exc}") from exc
         self.title_log.record(index.titles_added, index.titles_removed)
         return outcomes, change
