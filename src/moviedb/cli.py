@@ -15,6 +15,7 @@ from rich.console import Console
 
 from moviedb import commands, data_commands, render
 from moviedb.client.cluster import Cluster
+from moviedb.client.security import ServerSecurity, read_token_file
 from moviedb.commands import CommandError
 from moviedb.errors import ConfigError, InvalidAddress, InvalidMovie
 from moviedb.model import ExtraValue, parse_field_value
@@ -617,11 +618,36 @@ def export(fmt: str, source: str | None, output: Path) -> None:
 
 @cli.command()
 @click.argument("address", metavar="HOST:PORT")
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The server's token is in this file (kept as a path in the config, never copied).",
+)
+@click.option("--tls", is_flag=True, help="Speak TLS, verifying against the system's CAs.")
+@click.option(
+    "--ca",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Speak TLS, trusting this CA certificate file (PEM) for this server.",
+)
+@click.option("--plain", is_flag=True, help="Forget this server's token and TLS settings.")
 @command_body
-def addserver(address: str) -> None:
-    """Add the server at HOST:PORT to the server list (and say whether it answers)."""
+def addserver(
+    address: str, token_file: Path | None, tls: bool, ca: Path | None, plain: bool
+) -> None:
+    """Add the server at HOST:PORT to the server list (and say whether it answers).
+
+    Run it again with --token-file, --tls or --ca to change how a listed server is reached.
+    """
     session = _session()
-    change = session.run(commands.addserver(session.config, address, timeout=session.timeout))
+    security = None
+    if plain and (token_file or tls or ca):
+        raise CommandError("--plain forgets the token and TLS: give it alone", commands.USAGE)
+    if plain or token_file or tls or ca:
+        token = read_token_file(token_file) if token_file else None
+        security = ServerSecurity(token, token_file, tls, ca)
+    change = session.run(
+        commands.addserver(session.config, address, timeout=session.timeout, security=security)
+    )
     session.servers_changed()
     _show_config_change(session, change)
 

@@ -24,6 +24,7 @@ from moviedb.client.queue import (
     replay,
 )
 from moviedb.client.reconcile import FieldDiff, Group, MovieView, field_differences, reconcile
+from moviedb.client.security import ServerSecurity
 from moviedb.client.sync import Difference, Plan, Progress, diff, plan
 from moviedb.errors import ServerUnavailable
 from moviedb.model import (
@@ -416,12 +417,15 @@ class ConfigChange:
     exit_code: int = OK
 
 
-async def addserver(config: Config, text: str, *, timeout: float) -> ConfigChange:
+async def addserver(
+    config: Config, text: str, *, timeout: float, security: ServerSecurity | None = None
+) -> ConfigChange:
+    """Add a server (or change its token and TLS settings) and ask it who it is."""
     address = parse_address(text)
-    changed = config.add_server(address)
+    changed = config.add_server(address, security)
     if changed:
         save(config)
-    async with Cluster([address], timeout=timeout) as probe_cluster:
+    async with Cluster([address], timeout=timeout, security=config.security) as probe_cluster:
         (probe,) = await probe_cluster.hello()
     return ConfigChange("addserver", address, changed, config, probe)
 

@@ -261,7 +261,7 @@ async def import_file(
     outcome = ImportOutcome(str(plan.path), plan.format, rejects_file=rejects_name)
     rows = read_rows(plan.path, format=plan.format, mapping=plan.mapping)
     # --to: exactly those servers, listed or not.
-    own = Cluster(plan.targets, timeout=cluster.timeout) if plan.targets else None
+    own = cluster.subset(plan.targets) if plan.targets else None
     try:
         if plan.rejects_file is None:
             return await import_rows(own or cluster, rows, outcome, progress=progress)
@@ -472,7 +472,7 @@ async def export(
         raise CommandError(f"--format {fmt!r}: accepted: {', '.join(EXPORT_FORMATS)}", USAGE)
     if source is not None:
         address = parse_address(source)
-        cluster = Cluster([address], timeout=cluster.timeout)
+        cluster = cluster.subset([address])
     outcome = ExportOutcome(fmt, target)
     writer = _Writer(out, fmt)
     scan = CatalogScan()

@@ -197,6 +197,8 @@ def server_info_json(info: ServerInfo) -> dict[str, Any]:
         "latency_ms": None if info.latency is None else round(info.latency * 1000, 2),
         "digest": info.digest,
         "error": info.error,
+        "access": info.access,
+        "transport": info.transport,
     }
 
 
@@ -487,10 +489,14 @@ def render_serverlist(console: Console, outcome: ServerListOutcome) -> None:
         return
     table = Table(header_style="bold", box=None, padding=(0, 2, 0, 0))
     right = ("latency", "movies", "pending")
-    for column in ("server", "status", "latency", "name", "movies", "digest", "pending"):
+    columns = ["server", "status", "latency", "name", "movies", "digest", "pending"]
+    # Tokens and TLS are shown only where some server uses them.
+    secured = any(i.transport != "plain TCP" or i.access == "read-only" for i in outcome.servers)
+    for column in columns + (["via", "access"] if secured else []):
         table.add_column(column, justify="right" if column in right else "left")
     for info in outcome.servers:
         summary = outcome.pending.get(info.server)
+        extra = [info.transport, info.access or ""] if secured else []
         table.add_row(
             str(info.server),
             _styled("up" if info.up else "down"),
@@ -499,6 +505,7 @@ def render_serverlist(console: Console, outcome: ServerListOutcome) -> None:
             "" if info.movies is None else str(info.movies),
             info.digest or "",
             str(summary.count) if summary else "0",
+            *extra,
         )
     console.print(table)
     if outcome.in_sync is True:
@@ -514,9 +521,12 @@ def render_config_change(console: Console, change: ConfigChange) -> None:
         verb = "added" if change.changed else "already listed:"
         console.print(f"{verb} {change.server}")
         if change.probe is not None:
-            if change.probe.up:
+            probe = change.probe
+            if probe.up:
                 console.print(
-                    f"  up: {change.probe.name}, {change.probe.movies} movies", style="green"
+                    f"  up: {probe.name}, {probe.movies} movies, over {probe.transport}, "
+                    f"{probe.access}",
+                    style="green",
                 )
             else:
                 console.print(f"  not answering now: {change.probe.error}", style="yellow")

@@ -83,7 +83,9 @@ class Session:
                     "`moviedb addserver HOST:PORT` or pass --servers HOST:PORT,...",
                     USAGE,
                 )
-            self._cluster = Cluster(servers, timeout=self.timeout, clock=self.clock)
+            self._cluster = Cluster(
+                servers, timeout=self.timeout, clock=self.clock, security=self.config.security
+            )
         return self._cluster
 
     @property

@@ -15,7 +15,8 @@ import msgspec
 
 from moviedb import protocol
 from moviedb.client.address import Address, parse_address
-from moviedb.client.connection import Connection, NotSent
+from moviedb.client.connection import Connection, NotSent, Refused
+from moviedb.client.security import PLAIN, ServerSecurity
 from moviedb.errors import ServerUnavailable
 from moviedb.versions import Copy
 
@@ -78,6 +79,8 @@ class ServerInfo:
     error: str | None = None
     digest: str | None = None  # equal on servers that hold the same version of every movie
     tombstones: int = 0
+    access: str | None = None  # "read-write" or "read-only" (what the token allows)
+    transport: str = "plain TCP"  # or "TLS", with "token" when one is sent
 
 
 _WRITE_STATUS = {
@@ -112,13 +115,23 @@ class Cluster:
         *,
         timeout: float = DEFAULT_TIMEOUT,
         clock: Callable[[], float] = time.time,
+        security: Mapping[Address, ServerSecurity] | None = None,
     ) -> None:
         self.servers = [s if isinstance(s, Address) else parse_address(s) for s in servers]
         self.timeout = timeout
+        self.security = dict(security or {})  # token and TLS per server; absent: plain TCP
         # Wall-clock time stamped on new versions (`written_at`) and queue entries: shown to
         # people, never used to order versions. Injected by tests to skew clients apart.
         self.clock = clock
-        self._connections = {address: Connection(address) for address in self.servers}
+        self._connections = {
+            address: Connection(address, security=self.security.get(address, PLAIN))
+            for address in self.servers
+        }
+
+    def subset(self, servers: Iterable[Address]) -> Cluster:
+        """A new cluster of some of these servers, with the same timeout, clock and security
+        (and its own connections: close it when done)."""
+        return Cluster(servers, timeout=self.timeout, clock=self.clock, security=self.security)
 
     async def __aenter__(self) -> Cluster:
         return self
@@ -150,6 +163,8 @@ class Cluster:
                 "timeout" if sent else "unreachable",
                 f"no answer within {self.timeout:g} s" if sent else "connect timed out",
             ) from None
+        except Refused as exc:
+            raise _Failure("error", str(exc)) from None
         except NotSent as exc:
             raise _Failure("unreachable", str(exc)) from None
         except ServerUnavailable as exc:
@@ -158,6 +173,9 @@ class Cluster:
         if not reply.ok:
             error = reply.error
             message = f"{error.code}: {error.message}" if error else "error without detail"
+            if error is not None and error.code == protocol.UNAUTHORIZED:
+                hint = f"moviedb addserver {address} --token-file FILE"
+                message += f"; give this client its token: {hint}"
             raise _Failure("error", message)
         try:
             return protocol.decode_result(reply.result, kind), latency
@@ -176,12 +194,13 @@ class Cluster:
 
     async def hello(self) -> list[ServerInfo]:
         async def one(address: Address) -> ServerInfo:
+            transport = self.security.get(address, PLAIN).describe()
             try:
                 info, latency = await self._call(
                     address, protocol.Hello(client="moviedb"), protocol.HelloResult
                 )
             except _Failure as exc:
-                return ServerInfo(address, up=False, error=exc.message)
+                return ServerInfo(address, up=False, error=exc.message, transport=transport)
             return ServerInfo(
                 address,
                 True,
@@ -191,6 +210,8 @@ class Cluster:
                 latency,
                 digest=info.digest,
                 tombstones=info.tombstones,
+                access=info.access,
+                transport=transport,
             )
 
         return await self._each(self.servers, one)

@@ -15,6 +15,7 @@ import platformdirs
 import tomli_w
 
 from moviedb.client.address import Address, parse_address
+from moviedb.client.security import PLAIN, ServerSecurity, read_token_file
 from moviedb.errors import ConfigError, InvalidAddress
 
 
@@ -38,18 +39,27 @@ class Config:
     path: Path
     servers: list[Address] = field(default_factory=list)
     timeout: float | None = None
+    security: dict[Address, ServerSecurity] = field(default_factory=dict)  # token, TLS
 
-    def add_server(self, address: Address) -> bool:
-        """Add to the list; False when it was there already."""
-        if address in self.servers:
-            return False
-        self.servers.append(address)
-        return True
+    def add_server(self, address: Address, security: ServerSecurity | None = None) -> bool:
+        """Add to the list, or change how it is reached; False when nothing changed."""
+        changed = False
+        if address not in self.servers:
+            self.servers.append(address)
+            changed = True
+        if security is not None and security != self.security.get(address, PLAIN):
+            if security == PLAIN:
+                self.security.pop(address, None)
+            else:
+                self.security[address] = security
+            changed = True
+        return changed
 
     def remove_server(self, address: Address) -> bool:
         if address not in self.servers:
             return False
         self.servers.remove(address)
+        self.security.pop(address, None)
         return True
 
 
@@ -67,6 +77,7 @@ def load(path: Path) -> Config:
     if not isinstance(entries, list):
         raise ConfigError(f'{path}: servers must be a list: [[servers]] address = "HOST:PORT"')
     servers: list[Address] = []
+    security: dict[Address, ServerSecurity] = {}
     for i, entry in enumerate(entries):
         address = entry.get("address") if isinstance(entry, dict) else None
         if not isinstance(address, str):
@@ -75,6 +86,10 @@ def load(path: Path) -> Config:
             servers.append(parse_address(address))
         except InvalidAddress as exc:
             raise ConfigError(f"{path}: servers[{i}]: {exc}") from None
+        assert isinstance(entry, dict)
+        entry_security = _security(entry, f"{path}: servers[{i}]", path.parent)
+        if entry_security != PLAIN:
+            security[servers[-1]] = entry_security
     timeout = data.get("timeout")
     if timeout is not None and (
         isinstance(timeout, bool)
@@ -82,7 +97,37 @@ def load(path: Path) -> Config:
         or not 0 < timeout < float("inf")
     ):
         raise ConfigError(f"{path}: timeout must be a positive number of seconds")
-    return Config(path, list(dict.fromkeys(servers)), None if timeout is None else float(timeout))
+    return Config(
+        path,
+        list(dict.fromkeys(servers)),
+        None if timeout is None else float(timeout),
+        security,
+    )
+
+
+_SECURITY_KEYS = ("address", "token", "token_file", "tls", "ca")
+
+
+def _security(entry: dict[str, Any], where: str, base: Path) -> ServerSecurity:
+    """How to reach one server: `token` or `token_file`, `tls`, `ca` (relative to the config)."""
+    unknown = sorted(set(entry) - set(_SECURITY_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown {', '.join(unknown)}; accepted: {', '.join(_SECURITY_KEYS)}"
+        )
+    for name in ("token", "token_file", "ca"):
+        if name in entry and (not isinstance(entry[name], str) or not entry[name].strip()):
+            raise ConfigError(f"{where}: {name} must be a non-empty string")
+    if "tls" in entry and not isinstance(entry["tls"], bool):
+        raise ConfigError(f"{where}: tls must be true or false")
+    if "token" in entry and "token_file" in entry:
+        raise ConfigError(f"{where}: give token or token_file, not both")
+    token_file = base / entry["token_file"] if "token_file" in entry else None
+    token = entry.get("token")
+    if token_file is not None:
+        token = read_token_file(token_file)
+    ca = base / entry["ca"] if "ca" in entry else None
+    return ServerSecurity(token, token_file, bool(entry.get("tls", False)), ca)
 
 
 def save(config: Config) -> None:
@@ -90,15 +135,30 @@ def save(config: Config) -> None:
     data: dict[str, Any] = {}
     if config.timeout is not None:
         data["timeout"] = config.timeout
-    data["servers"] = [{"address": str(a)} for a in config.servers]
+    data["servers"] = [_entry(a, config.security.get(a, PLAIN)) for a in config.servers]
     text = "# moviedb client configuration\n" + tomli_w.dumps(data)
     tmp = config.path.with_name(config.path.name + ".tmp")
     try:
         config.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as f:
+        # Only its owner may read it: it may hold tokens.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with open(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, config.path)
     except OSError as exc:
         raise ConfigError(f"cannot save {config.path}: {exc.strerror or exc}") from None
+
+
+def _entry(address: Address, security: ServerSecurity) -> dict[str, Any]:
+    entry: dict[str, Any] = {"address": str(address)}
+    if security.token_file is not None:
+        entry["token_file"] = str(security.token_file.absolute())
+    elif security.token is not None:
+        entry["token"] = security.token
+    if security.tls:
+        entry["tls"] = True
+    if security.ca is not None:
+        entry["ca"] = str(security.ca.absolute())
+    return entry

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import ssl
 from collections import deque
 from typing import Final
 
@@ -12,6 +13,7 @@ import msgspec
 
 from moviedb import protocol
 from moviedb.client.address import Address
+from moviedb.client.security import PLAIN, ServerSecurity
 from moviedb.errors import ServerUnavailable
 from moviedb.protocol import LineFramer, LineTooLong, RawReply
 
@@ -30,6 +32,11 @@ class ReplyLost(ServerUnavailable):
     """The request was sent but no reply came back; it may or may not have been applied."""
 
 
+class Refused(ServerUnavailable):
+    """The server refused this client's token (or TLS certificate check failed): nothing of the
+    request was sent, and sending it again will not help until the configuration changes."""
+
+
 # Replies carry pages of up to 1,000 records (list, fetch, search): far longer than a request
 # may be. The bound only protects against a server gone mad.
 MAX_REPLY_LINE: Final = 256 << 20
@@ -38,8 +45,17 @@ MAX_REPLY_LINE: Final = 256 << 20
 class Connection:
     """Requests go out in order; replies are matched to them in the same order."""
 
-    def __init__(self, address: Address, *, max_line: int = MAX_REPLY_LINE) -> None:
+    def __init__(
+        self,
+        address: Address,
+        *,
+        max_line: int = MAX_REPLY_LINE,
+        security: ServerSecurity = PLAIN,
+    ) -> None:
         self.address = address
+        self.security = security
+        self._tls = security.ssl_context()
+        self.access: str | None = None  # what the server's hello granted, once authenticated
         self.state = State.NEW
         self._max_line = max_line
         self._writer: asyncio.StreamWriter | None = None
@@ -60,13 +76,41 @@ class Connection:
         async with self._connecting:
             if self.is_open:  # another request connected while we waited
                 return
+            host, port = self.address
             try:
-                reader, writer = await asyncio.open_connection(self.address.host, self.address.port)
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=self._tls, server_hostname=host if self._tls else None
+                )
+            except ssl.SSLCertVerificationError as exc:
+                raise Refused(
+                    f"{self.address}: TLS: the server's certificate is not trusted "
+                    f"({exc.verify_message}); check this server's ca in the config"
+                ) from None
+            except ssl.SSLError as exc:
+                raise NotSent(f"{self.address}: TLS handshake failed ({exc.reason})") from None
             except OSError as exc:
                 raise NotSent(f"{self.address}: cannot connect ({exc.strerror or exc})") from None
             self._writer = writer
-            self.state = State.OPEN
             self._reader_task = asyncio.create_task(self._read_replies(reader))
+            if self.security.token is not None:
+                await self._authenticate(self.security.token)
+            # Open (for other requests) only once authenticated: none goes out ahead of hello.
+            if self._writer is not None:
+                self.state = State.OPEN
+
+    async def _authenticate(self, token: str) -> None:
+        """The first request of the connection: hello with the token (protocol.md#tokens)."""
+        try:
+            reply = await self._send(protocol.Hello(id="auth", token=token))
+        except ReplyLost as exc:
+            raise NotSent(f"{exc} (while sending the token)") from None
+        if not reply.ok:
+            self.close()
+            error = reply.error
+            detail = f"{error.code}: {error.message}" if error else "refused without detail"
+            raise Refused(f"{self.address}: the server refused this client's token ({detail})")
+        hello = protocol.decode_result(reply.result, protocol.HelloResult)
+        self.access = hello.access
 
     async def request(self, request: protocol.AnyRequest) -> RawReply:
         """Send one request and wait for its reply (cancel-safe: a cancel closes the connection).
@@ -89,7 +133,11 @@ class Connection:
 
     async def _request_once(self, request: protocol.AnyRequest) -> RawReply:
         await self.connect()
-        assert self._writer is not None
+        return await self._send(request)
+
+    async def _send(self, request: protocol.AnyRequest) -> RawReply:
+        if self._writer is None:
+            raise ReplyLost(f"{self.address}: the connection was closed")
         future: asyncio.Future[RawReply] = asyncio.get_running_loop().create_future()
         self._waiting.append(future)
         try:
@@ -148,7 +196,14 @@ class Connection:
 
     async def aclose(self) -> None:
         task = self._reader_task
+        writer = self._writer
         self.close()
         if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if writer is not None and self._tls is not None:
+            # TLS says goodbye (close_notify) on the loop: let it finish before the loop closes,
+            # but never wait long on a peer that does not answer.
+            with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
+                async with asyncio.timeout(1.0):
+                    await writer.wait_closed()
