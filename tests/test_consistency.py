@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -515,6 +516,43 @@ def test_a_write_to_a_hung_server_is_unknown_queued_and_delivered_by_sync(
     assert synced["replayed"]["delivered"] == 1
     assert synced["replayed"]["still_queued"] == 0
     assert [c.rev for c in stored(third, "Alien")] == [rev]
+    assert moviedb.json("pending")[1]["writes"] == []
+    assert state_of(moviedb, "Alien") == "agree"
+
+
+@pytest.mark.fault
+def test_queued_writes_for_a_hung_server_never_hold_a_command_past_its_timeout(
+    three_servers: list[ServerProcess], client_env: Path, figure: Callable[[str], None]
+) -> None:
+    """Every command first replays queued writes; for a hung server that replay goes on beside
+    the command instead of before it, so the command still returns within timeout + 200 ms."""
+    third = three_servers[2]
+    moviedb = Moviedb(three_servers, timeout=1.0)
+    assert moviedb(*ALIEN)[0] == 0
+    third.signal(signal.SIGSTOP)
+    try:
+        took = []
+        for rating in range(3, 9):  # every edit queues one more write for the hung server
+            started = time.monotonic()
+            code, edited = moviedb.json("edit", "Alien", "--set", f"rating={rating}")
+            took.append(time.monotonic() - started)
+            assert code == 4
+            assert statuses(edited) == ["applied", "applied", "unknown"]
+            started = time.monotonic()
+            code, got = moviedb.json("get", "Alien")
+            took.append(time.monotonic() - started)
+            assert code == 0
+            assert got["servers"][2]["status"] == "timeout"
+        assert len(moviedb.json("pending")[1]["writes"]) == 1  # the newest supersedes
+    finally:
+        third.signal(signal.SIGCONT)
+    figure(
+        f"{len(took)} CLI commands with writes queued for a hung server: longest "
+        f"{max(took) * 1000:.0f} ms for a 1,000 ms timeout"
+    )
+    assert max(took) < 1.0 + 0.2, took
+    code, synced = moviedb.json("sync")
+    assert code == 0, synced
     assert moviedb.json("pending")[1]["writes"] == []
     assert state_of(moviedb, "Alien") == "agree"
 

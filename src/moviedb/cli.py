@@ -61,7 +61,7 @@ def _session() -> Session:
 
 def _cluster(session: Session) -> Cluster:
     """The cluster for a command, after a brief replay of writes queued for its servers."""
-    cluster = session.cluster()
+    cluster = session.begin_command()
     report = session.replay_pending()
     if report is not None and not session.json_output:
         render.render_replay(session.console, report)
@@ -101,6 +101,11 @@ def command_body(func: F) -> F:
             _fail(session, str(exc), exc.exit_code)
         except (InvalidMovie, InvalidAddress, ConfigError) as exc:
             _fail(session, str(exc), commands.USAGE)
+        finally:
+            # Queued writes still being delivered beside the command (see Session.replay_pending).
+            report = session.settle_replay()
+            if report is not None and not session.json_output:
+                render.render_replay(session.console, report)
         return None
 
     return json_option(wrapper)  # type: ignore[return-value]

@@ -11,13 +11,18 @@ from typing import Any, TypeVar
 from rich.console import Console
 
 from moviedb.client.address import Address, parse_address
-from moviedb.client.cluster import DEFAULT_TIMEOUT, Cluster
+from moviedb.client.cluster import DEFAULT_TIMEOUT, Cluster, CommandBudget
 from moviedb.client.config import Config, config_path, load, state_dir
 from moviedb.client.queue import ReplayReport, WriteQueue
 from moviedb.commands import USAGE, CommandError, replay_pending
 
 T = TypeVar("T")
 MAX_KNOWN_TITLES = 20_000
+REPLAY_HEAD_START = 0.1  # seconds a command waits for queued writes to be delivered first
+
+
+async def _wait_for(task: asyncio.Task[Any], timeout: float) -> None:
+    await asyncio.wait([task], timeout=timeout)
 
 
 def _new_runner() -> asyncio.Runner:
@@ -52,6 +57,7 @@ class Session:
         self._config: Config | None = None
         self._cluster: Cluster | None = None
         self._queue: WriteQueue | None = None
+        self._replay: asyncio.Task[ReplayReport | None] | None = None
         self._runner = _new_runner()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
@@ -96,10 +102,44 @@ class Session:
         return self._queue
 
     def replay_pending(self) -> ReplayReport | None:
-        """Before a command: deliver, briefly, queued writes to servers that answer again."""
+        """Before a command: deliver queued writes to servers that answer again.
+
+        The command waits REPLAY_HEAD_START seconds for it (a server that is back takes
+        milliseconds), then starts while the replay goes on beside it, so that a server that
+        hangs never costs a command more than its own timeout. Versions make the overlap safe: a
+        replayed write older than the command's own is refused as stale, and stays superseded.
+        `settle_replay()` ends it when the command is done. The report, when it finished.
+        """
         if not self.queue.path.exists():
             return None
-        return self.run(replay_pending(self.cluster(), self.queue))
+        task = self._runner.get_loop().create_task(replay_pending(self.cluster(), self.queue))
+        self._replay = task
+        self.run(_wait_for(task, REPLAY_HEAD_START))
+        if task.done():
+            self._replay = None
+            return task.result()
+        return None
+
+    def begin_command(self) -> Cluster:
+        """The cluster for one command, under one time budget (client.cluster.CommandBudget)."""
+        cluster = self.cluster()
+        cluster.budget = CommandBudget(cluster.timeout)
+        return cluster
+
+    def settle_replay(self) -> ReplayReport | None:
+        """After a command: the replay's report if it has finished; else it is stopped (what it
+        did not deliver stays queued, for the next command or `sync`)."""
+        if self._cluster is not None:
+            self._cluster.budget = None  # the command is over
+        task, self._replay = self._replay, None
+        if task is None:
+            return None
+        if not task.done():
+            task.cancel()
+        self.run(_wait_for(task, 1.0))
+        if task.cancelled() or not task.done():
+            return None
+        return task.result()
 
     def servers_changed(self) -> None:
         """The server list was edited: the next command connects to the new list."""
@@ -112,6 +152,7 @@ class Session:
             self.known_titles.update(titles)
 
     def close(self) -> None:
+        self.settle_replay()
         if self._cluster is not None:
             self.run(self._cluster.aclose())
             self._cluster = None

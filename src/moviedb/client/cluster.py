@@ -99,6 +99,29 @@ _WRITE_FAILURE = {
 }
 
 
+# Within a command, a server that has not answered yet gets at least this long for each further
+# request: enough to connect and send on a local network, so a write is `unknown`, not unsent.
+MIN_WAIT = 0.05
+
+
+@dataclass
+class CommandBudget:
+    """One command's time: a server that has not answered any of its requests gets `timeout`
+    seconds in all, from the command's start, not `timeout` per request. A hung server then
+    costs a command that reads and then writes (edit, add, delete) one timeout, not two.
+    A server that has answered is alive: each of its requests gets the full timeout."""
+
+    timeout: float
+    start: float = field(default_factory=time.monotonic)
+    answered: set[Address] = field(default_factory=set)
+
+    def limit(self, address: Address) -> float:
+        if address in self.answered:
+            return self.timeout
+        left = self.start + self.timeout - time.monotonic()
+        return min(self.timeout, max(left, MIN_WAIT))
+
+
 class _Failure(Exception):
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
@@ -120,6 +143,7 @@ class Cluster:
         self.servers = [s if isinstance(s, Address) else parse_address(s) for s in servers]
         self.timeout = timeout
         self.security = dict(security or {})  # token and TLS per server; absent: plain TCP
+        self.budget: CommandBudget | None = None  # set by an interface around each command
         # Wall-clock time stamped on new versions (`written_at`) and queue entries: shown to
         # people, never used to order versions. Injected by tests to skew clients apart.
         self.clock = clock
@@ -153,8 +177,9 @@ class Cluster:
         connection = self._connections[address]
         started = time.perf_counter()
         sent = False
+        budget = self.budget
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout if budget is None else budget.limit(address)):
                 await connection.connect()
                 sent = True
                 reply = await connection.request(request)
@@ -170,6 +195,8 @@ class Cluster:
         except ServerUnavailable as exc:
             raise _Failure("lost", str(exc)) from None
         latency = time.perf_counter() - started
+        if budget is not None:
+            budget.answered.add(address)
         if not reply.ok:
             error = reply.error
             message = f"{error.code}: {error.message}" if error else "error without detail"
