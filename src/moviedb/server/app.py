@@ -23,6 +23,10 @@ from moviedb.server.writer import GroupCommitter
 
 log = logging.getLogger("moviedb.server")
 
+# A read that brings this many requests (or bytes) ends the connection's turn (data_received).
+YIELD_AFTER_LINES = 64
+YIELD_AFTER_BYTES = 64 * 1024
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -62,6 +66,7 @@ class Connection(asyncio.Protocol):
         self._reading_paused = False
         self._writing_paused = False
         self._last_write: asyncio.Future[bytes] | None = None
+        self._yielding = False  # reading paused until the loop's next turn (see data_received)
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -130,6 +135,17 @@ class Connection(asyncio.Protocol):
             self._line_started = None
         elif self._line_started is None or lines:
             self._line_started = now  # a new line began in this chunk
+        if len(lines) >= YIELD_AFTER_LINES or len(data) >= YIELD_AFTER_BYTES:
+            # uvloop reads a busy socket up to 32 times in one go: a client pipelining
+            # thousands of requests would hold the loop for hundreds of milliseconds while
+            # every other connection waits. Read no more of this one until the next turn.
+            self._yielding = True
+            self._update_reading()
+            asyncio.get_running_loop().call_soon(self._end_turn)
+
+    def _end_turn(self) -> None:
+        self._yielding = False
+        self._update_reading()
 
     def eof_received(self) -> bool:
         if not self._eof and self._framer.pending:
@@ -273,7 +289,9 @@ class Connection(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         should_pause = (
-            self._writing_paused or len(self._replies) >= self._server.limits.max_in_flight
+            self._writing_paused
+            or self._yielding
+            or len(self._replies) >= self._server.limits.max_in_flight
         )
         if should_pause and not self._reading_paused:
             transport.pause_reading()
@@ -296,7 +314,7 @@ class Connection(asyncio.Protocol):
         limits = self._server.limits
         now = time.monotonic()
         started = self._line_started
-        if started is not None and self._reading_paused:
+        if started is not None and self._reading_paused and not self._yielding:
             # The server stopped reading (replies pending): the line's wait is not the peer's.
             started = self._line_started = now
         if started is not None and now - started >= limits.line_timeout:
@@ -382,7 +400,14 @@ class MoviedbServer:
         )
         try:
             self._server, self.port = await _bind_first_free(
-                loop, lambda: Connection(self), host, ports or [0], self.tls
+                loop,
+                lambda: Connection(self),
+                host,
+                ports or [0],
+                self.tls,
+                # asyncio's default of 100 overflows when hundreds connect at once, and every
+                # connection past it waits a second or more for TCP to retry its SYN.
+                backlog=max(100, self.limits.max_connections),
             )
         except BaseException:
             await self._close_storage()
@@ -419,6 +444,7 @@ async def _bind_first_free(
     host: str,
     ports: list[int],
     tls: ssl.SSLContext | None = None,
+    backlog: int = 100,
 ) -> tuple[asyncio.Server, int]:
     """Bind the first port of the list that is free, trying them in order."""
     for port in ports:
@@ -429,6 +455,7 @@ async def _bind_first_free(
                 port,
                 ssl=tls,
                 ssl_handshake_timeout=30.0 if tls else None,
+                backlog=backlog,
             )
         except OSError as exc:
             if exc.errno in (errno.EADDRINUSE, errno.EACCES):

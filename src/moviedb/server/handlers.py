@@ -178,7 +178,8 @@ def check_copy(copy: Copy, max_record: int = MAX_RECORD_BYTES) -> None:
             check_size(movie, max_record)
     except InvalidMovie as exc:
         raise RequestError(protocol.INVALID_MOVIE, str(exc)) from None
-    if movie != copy.movie:
+    # Struct equality compares `extra` as dicts, blind to their order; sorted is the normal form.
+    if movie != copy.movie or list(movie.extra) != list(copy.movie.extra):
         raise RequestError(
             protocol.INVALID_MOVIE,
             "the record is not in normal form (untrimmed text, empty list items or unsorted "
