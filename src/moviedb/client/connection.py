@@ -147,9 +147,11 @@ class Connection:
         except asyncio.CancelledError:
             # The reply may still arrive and would be matched to the next request: start afresh.
             self.close()
+            _retrieve(future)
             raise
         except OSError as exc:
             self.close()
+            _retrieve(future)
             raise ReplyLost(f"{self.address}: connection failed ({exc})") from None
 
     async def _read_replies(self, reader: asyncio.StreamReader) -> None:
@@ -207,3 +209,10 @@ class Connection:
             with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
                 async with asyncio.timeout(1.0):
                     await writer.wait_closed()
+
+
+def _retrieve(future: asyncio.Future[RawReply]) -> None:
+    """Mark the failure of a reply nobody will await as seen (close() failed it with ReplyLost
+    while the request was still being sent), so asyncio does not log it as never retrieved."""
+    if future.done() and not future.cancelled():
+        future.exception()
