@@ -6,6 +6,7 @@ import click
 
 from benchmarks.imports import import_benchmark
 from benchmarks.search import search
+from benchmarks.soak import soak
 from benchmarks.sync import sync
 from benchmarks.writes import writes
 
@@ -19,6 +20,7 @@ main.add_command(writes)
 main.add_command(sync)
 main.add_command(import_benchmark)
 main.add_command(search)
+main.add_command(soak)
 
 if __name__ == "__main__":
     main()

@@ -34,3 +34,20 @@ def test_import_benchmark_runs() -> None:
     assert result.exit_code == 0, result.output
     assert "raw executemany" in result.output
     assert "ratio (import, 3 servers / raw, median)" in result.output
+
+
+def test_soak_benchmark_runs() -> None:
+    result = CliRunner().invoke(
+        main,
+        [
+            *("soak", "--rounds", "1", "--writes", "300", "--kills", "2", "--cycles", "3"),
+            *("--timeout", "0.15", "--editors", "3", "--edits", "20"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "round 1 kill -9: 2 SIGKILLs" in result.output
+    assert "0 lost; integrity_check ok 3 of 3" in result.output
+    assert "round 1 hung/slow: 3 faults" in result.output
+    assert "60 applied" in result.output
+    assert "chain unbroken" in result.output
+    assert "0 lost; 0 failed integrity checks" in result.output
