@@ -157,7 +157,9 @@ def test_an_old_database_gets_its_buckets_on_open(tmp_path: Path) -> None:
             "0002_buckets",
             "0003_stored_at",
             "0004_search",
+            "0005_counts",
         ]
+        assert store.count_entries() == len(copies)
         assert store.bucket_digests() == recomputed(store)
         assert digests.combine(store.bucket_digests()) == digests.combine(
             digests.entry_hash(c.key, c.rev) for c in copies

@@ -221,7 +221,7 @@ def test_an_old_database_gets_its_search_index_on_open(tmp_path: Path) -> None:
     write_old_database(path, OLD_LIVE + OLD_GONE)
     store = Store(path)
     try:
-        assert store.migrations()[-1] == "0004_search"
+        assert "0004_search" in store.migrations()
         assert indexed(store) == live_rows(store)
         assert len(indexed(store)[0]) == 200
         assert matching_keys(store, '"movie" AND "17"') == {OLD_LIVE[17].key}

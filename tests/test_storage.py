@@ -13,7 +13,7 @@ import msgspec
 import pytest
 
 from moviedb.model import Movie, validate
-from moviedb.server.storage import Applied, Outcome, StorageError, Store, Write
+from moviedb.server.storage import Applied, Outcome, PurgeTombstone, StorageError, Store, Write
 from moviedb.server.writer import GroupCommitter
 from moviedb.versions import Copy, Decision, child, first_copy
 
@@ -81,7 +81,13 @@ def test_connections_commit_with_synchronous_full(db_path: Path) -> None:
 
 def test_migrations_are_recorded_once(db_path: Path) -> None:
     first = Store(db_path)
-    assert first.migrations() == ["0001_movies", "0002_buckets", "0003_stored_at", "0004_search"]
+    assert first.migrations() == [
+        "0001_movies",
+        "0002_buckets",
+        "0003_stored_at",
+        "0004_search",
+        "0005_counts",
+    ]
     first.close()
     again = Store(db_path)
     try:
@@ -90,9 +96,10 @@ def test_migrations_are_recorded_once(db_path: Path) -> None:
             "0002_buckets",
             "0003_stored_at",
             "0004_search",
+            "0005_counts",
         ]
         rows = again._db.execute("SELECT name, applied_at FROM schema_migrations").fetchall()
-        assert len(rows) == 4
+        assert len(rows) == 5
         assert isinstance(rows[0][1], float)
         tables = {
             r[0] for r in again._db.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -512,5 +519,30 @@ async def test_close_commits_what_is_queued(db_path: Path) -> None:
         assert [f.result().decision for f in futures] == [Decision.APPLY] * 50
         assert committer.writes == 50
         assert store.count_live() == 50
+    finally:
+        store.close()
+
+
+def test_the_kept_counts_equal_the_rows_after_writes_deletes_and_purges(db_path: Path) -> None:
+    """Start reads the live and stored counts from `counts` (no scan): every kind of write must
+    keep them equal to what a count of the rows says."""
+    store = Store(db_path)
+    try:
+        copies = [make(f"Movie {i}", 1990 + i % 20) for i in range(30)]
+        store.apply(copies)
+        deleted = [tombstone(c) for c in copies[:10]]
+        store.apply(deleted)
+        store.apply(
+            [child([c], msgspec.structs.replace(c.movie, rating=5.0)) for c in copies[10:15]]
+        )
+        store.apply([PurgeTombstone(t.key, t.rev, 0.0) for t in deleted[:4]])
+        revived = child([deleted[4]], copies[4].movie)
+        store.apply([revived, copies[5]])  # a revival, and a stale write that changes nothing
+        with pytest.raises(AttributeError):  # a transaction that fails half-way is rolled back
+            store.apply([make("Doomed", 2001), "not a write"])  # type: ignore[list-item]
+        db = store._db
+        live = db.execute("SELECT count(*) FROM movies WHERE deleted = 0").fetchone()[0]
+        entries = db.execute("SELECT count(*) FROM movies").fetchone()[0]
+        assert (store.count_live(), store.count_entries()) == (live, entries) == (21, 26)
     finally:
         store.close()

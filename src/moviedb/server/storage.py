@@ -155,6 +155,16 @@ _MIGRATIONS: Final[tuple[tuple[str, str | Callable[[sqlite3.Connection], None]],
         "ALTER TABLE movies ADD COLUMN stored_at REAL NOT NULL DEFAULT 0",
     ),
     ("0004_search", _add_search),
+    (
+        "0005_counts",
+        # Kept in every write transaction, so that a server starts without counting a million
+        # rows (a full scan: `deleted` is in no index but the tombstones').
+        """
+        CREATE TABLE counts (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+        INSERT INTO counts SELECT 'entries', count(*) FROM movies;
+        INSERT INTO counts SELECT 'live', count(*) FROM movies WHERE deleted = 0
+        """,
+    ),
 )
 
 
@@ -432,11 +442,15 @@ class Store:
         return [row[1] for row in rows], next_key
 
     def count_live(self) -> int:
-        return int(self._db.execute("SELECT count(*) FROM movies WHERE deleted = 0").fetchone()[0])
+        return self._count("live")
 
     def count_entries(self) -> int:
         """Stored copies, tombstones included."""
-        return int(self._db.execute("SELECT count(*) FROM movies").fetchone()[0])
+        return self._count("entries")
+
+    def _count(self, name: str) -> int:
+        row = self._db.execute("SELECT value FROM counts WHERE name = ?", (name,)).fetchone()
+        return int(row[0])
 
     def bucket_digests(self) -> list[int]:
         """Every bucket's digest, in bucket order (read once at start; kept in memory after)."""
@@ -641,6 +655,11 @@ class Store:
                             "UPDATE buckets SET digest = (digest | ?) & ~(digest & ?) "
                             "WHERE bucket = ?",
                             (value, value, bucket),
+                        )
+                for name, delta in (("live", change.live_delta), ("entries", change.entries_delta)):
+                    if delta:
+                        db.execute(
+                            "UPDATE counts SET value = value + ? WHERE name = ?", (delta, name)
                         )
                 db.execute("COMMIT")
             except BaseException:
