@@ -18,7 +18,7 @@ from moviedb.model import MAX_RECORD_BYTES
 from moviedb.protocol import WRITE_OPS, Hello, LineFramer, LineTooLong, RequestError
 from moviedb.server.auth import Access, Tokens
 from moviedb.server.handlers import ServerState, dispatch
-from moviedb.server.storage import Store
+from moviedb.server.storage import Store, folded_title
 from moviedb.server.writer import GroupCommitter
 
 log = logging.getLogger("moviedb.server")
@@ -67,6 +67,9 @@ class Connection(asyncio.Protocol):
         self._writing_paused = False
         self._last_write: asyncio.Future[bytes] | None = None
         self._yielding = False  # reading paused until the loop's next turn (see data_received)
+        # Replies ready while one read is being handled, written together at its end: one send
+        # for a pipeline of requests instead of one per reply.
+        self._batch: list[bytes] | None = None
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -113,6 +116,19 @@ class Connection(asyncio.Protocol):
     # --- input ----------------------------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
+        self._batch = []
+        try:
+            self._receive(data)
+        finally:
+            batch, self._batch = self._batch, None
+            if batch and self._transport is not None:
+                out = b"".join(batch)
+                self._server.state.bytes_out += len(out)
+                self._transport.write(out)
+            if self._eof:
+                self._close_when_flushed()
+
+    def _receive(self, data: bytes) -> None:
         now = self._last_activity = time.monotonic()
         self._server.state.bytes_in += len(data)
         if self._eof:
@@ -254,7 +270,9 @@ class Connection(asyncio.Protocol):
 
     def _reply(self, reply: bytes | asyncio.Future[bytes]) -> None:
         if isinstance(reply, bytes) and not self._replies:
-            if self._transport is not None:
+            if self._batch is not None:
+                self._batch.append(reply)
+            elif self._transport is not None:
                 self._server.state.bytes_out += len(reply)
                 self._transport.write(reply)
             return
@@ -268,18 +286,20 @@ class Connection(asyncio.Protocol):
         if done is not None:
             self._server.in_flight.discard(done)
         replies = self._replies
+        ready: list[bytes] = []
         while replies:
             head = replies[0]
             if isinstance(head, asyncio.Future):
                 if not head.done():
                     break
-                data = head.result()
+                ready.append(head.result())
             else:
-                data = head
+                ready.append(head)
             replies.popleft()
-            if self._transport is not None:
-                self._server.state.bytes_out += len(data)
-                self._transport.write(data)
+        if ready and self._transport is not None:
+            out = b"".join(ready)
+            self._server.state.bytes_out += len(out)
+            self._transport.write(out)
         self._update_reading()
         if self._eof:
             self._close_when_flushed()
@@ -301,7 +321,8 @@ class Connection(asyncio.Protocol):
             self._reading_paused = False
 
     def _close_when_flushed(self) -> None:
-        if not self._replies and self._transport is not None:
+        # Within data_received, the close waits for the batch to be written (at its end).
+        if not self._replies and self._transport is not None and self._batch is None:
             self._transport.close()
 
     # --- idle and unfinished-line timeouts -----------------------------------------------------
@@ -398,6 +419,8 @@ class MoviedbServer:
             connections=lambda: len(self.connections),
             max_record=self.limits.max_record,
         )
+        cache = self.state.get_cache
+        committer.on_commit = lambda keys: cache.invalidate(folded_title(k) for k in keys)
         try:
             self._server, self.port = await _bind_first_free(
                 loop,

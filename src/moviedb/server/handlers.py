@@ -7,10 +7,10 @@ their commit). Peer mistakes raise RequestError; anything else is a bug, reporte
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any, Final
 
 import msgspec
@@ -34,16 +34,23 @@ from moviedb.protocol import (
 )
 from moviedb.server import search
 from moviedb.server.auth import Access
+from moviedb.server.cache import GetCache
 from moviedb.server.storage import Applied, Purged, PurgeTombstone, StorageError, Store
 from moviedb.server.writer import GroupCommitter
 from moviedb.versions import HISTORY_LIMIT, Copy
 
 _REV: Final = re.compile(r"[1-9][0-9]{0,9}-[0-9a-f]{16}")
 
-try:
-    SOFTWARE = f"moviedb {version('moviedb')}"
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    SOFTWARE = "moviedb (source)"
+
+@functools.cache
+def software() -> str:
+    """`moviedb VERSION` (importlib.metadata costs 10 ms at import: asked at the first hello)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"moviedb {version('moviedb')}"
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "moviedb (source)"
 
 
 class RawCopies(msgspec.Struct):
@@ -68,6 +75,7 @@ class ServerState:
     bytes_out: int = 0
     connections: Callable[[], int] = lambda: 0
     max_record: int = MAX_RECORD_BYTES  # bytes of a record's JSON (--max-record)
+    get_cache: GetCache = field(default_factory=GetCache)
 
 
 Reply = bytes | Awaitable[bytes]
@@ -79,7 +87,7 @@ def handle_hello(state: ServerState, request: Hello, access: Access = Access.REA
         name=state.name,
         server_id=state.server_id,
         movies=state.committer.live_count,
-        software=SOFTWARE,
+        software=software(),
         digest=digests.to_hex(state.committer.digest),
         tombstones=state.committer.entries - state.committer.live_count,
         access=access.value,
@@ -158,8 +166,13 @@ def _check_limit(limit: int, request_id: protocol.RequestId) -> None:
 def handle_get(state: ServerState, request: Get) -> Reply:
     if not request.title.strip():
         raise RequestError(protocol.BAD_REQUEST, "title must not be empty", request.id)
-    docs = state.store.get_raw(request.title, request.year)
-    return protocol.encode_ok(request.id, RawCopies([msgspec.Raw(d) for d in docs]))
+    cache = state.get_cache
+    result = cache.get(request.title, request.year)
+    if result is None:
+        docs = state.store.get_raw(request.title, request.year)
+        result = _encode(RawCopies([msgspec.Raw(d) for d in docs]))
+        cache.put(request.title, request.year, result)
+    return protocol.encode_ok(request.id, msgspec.Raw(result))
 
 
 def handle_list(state: ServerState, request: ListPage) -> Reply:
@@ -198,6 +211,7 @@ def check_copy(copy: Copy, max_record: int = MAX_RECORD_BYTES) -> None:
 
 
 _decode_copy: Final = msgspec.json.Decoder(Copy).decode
+_encode: Final = msgspec.json.Encoder().encode
 
 
 def handle_put_batch(state: ServerState, request: PutBatch) -> Reply:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import queue
 import threading
+from collections.abc import Callable
 from typing import Final
 
 from moviedb import digests
@@ -41,6 +42,9 @@ class GroupCommitter:
         self.digest = digests.combine(self.buckets)
         self.commits = 0
         self.writes = 0
+        # Told the keys of every delivered commit, before its writes are acknowledged (the
+        # server drops cached replies of those titles here).
+        self.on_commit: Callable[[list[str]], None] | None = None
         self._thread.start()
 
     def submit(self, write: Write) -> asyncio.Future[Outcome]:
@@ -84,6 +88,8 @@ class GroupCommitter:
             self.digest ^= xor
         self.commits += 1
         self.writes += len(batch)
+        if self.on_commit is not None:
+            self.on_commit([write.key for write, _ in batch])
         for (_, future), outcome in zip(batch, outcomes, strict=True):
             if not future.done():
                 future.set_result(outcome)
