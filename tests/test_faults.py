@@ -4,27 +4,24 @@ whose clocks are hours apart, and many clients editing one movie at once.
 
 Each test prints what it measured through the `figure` fixture and asserts on it. Real
 `moviedb-server` processes on loopback, stopped only by their PID; the link faults come from
-tests/faultproxy.py. Every wait is on a condition under a bound; no test pauses for a fixed time.
-Counts and seeds are fixed, so a failure can be run again as it was.
+tests/faultproxy.py, and the workloads (kill -9 writers, a faulty server's commands, contended
+edits) from tests/faultkit.py, which benchmarks/soak.py runs for longer. Every wait is on a
+condition under a bound; no test pauses for a fixed time. Counts and seeds are fixed, so a
+failure can be run again as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import inspect
 import random
-import shutil
 import signal
-import sqlite3
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 import pytest
@@ -32,32 +29,30 @@ import pytest
 from moviedb import commands, protocol
 from moviedb.client import Cluster, WriteResult, WriteStatus
 from moviedb.client.address import Address, parse_address
-from moviedb.client.cluster import CommandBudget
 from moviedb.client.connection import Connection, ReplyLost
 from moviedb.client.queue import WriteQueue
 from moviedb.client.reconcile import MovieView
 from moviedb.model import ExtraValue, Movie, validate
 from moviedb.server.app import MoviedbServer
 from moviedb.session import Session
-from moviedb.versions import Copy, child, first_copy, generation
+from moviedb.versions import Copy, first_copy, generation
 from tests.conftest import ServerProcess, StartServers
+from tests.faultkit import (
+    BOUND,
+    FaultyRun,
+    contended_edits,
+    held,
+    hung_and_slow,
+    kill_nine,
+    movie,
+    until,
+)
 from tests.faultproxy import FaultProxy
 
 pytestmark = pytest.mark.fault
 
 T = TypeVar("T")
 Figure = Callable[[str], None]
-BOUND = 15.0  # an overall bound on each wait for a condition; never a pause
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]], bound: float = BOUND) -> None:
-    """Poll a condition that offers no event to await; `bound` limits it, the condition ends it."""
-    async with asyncio.timeout(bound):
-        while True:
-            outcome = check()
-            if await outcome if inspect.isawaitable(outcome) else outcome:
-                return
-            await asyncio.sleep(0.01)
 
 
 async def start(start_servers: StartServers, count: int) -> list[ServerProcess]:
@@ -66,32 +61,6 @@ async def start(start_servers: StartServers, count: int) -> list[ServerProcess]:
 
 def address(server: ServerProcess) -> Address:
     return parse_address(server.address)
-
-
-def integrity_check(db: Path, scratch: Path) -> str:
-    """`PRAGMA integrity_check` of a stopped server's database, on a copy of its files: opening
-    the original would recover its WAL and take that work away from the restarting server."""
-    scratch.mkdir(parents=True, exist_ok=True)
-    copy = scratch / db.name
-    for suffix in ("", "-wal"):
-        source = Path(f"{db}{suffix}")
-        target = Path(f"{copy}{suffix}")
-        target.unlink(missing_ok=True)
-        if source.exists():
-            shutil.copyfile(source, target)
-    with contextlib.closing(sqlite3.connect(copy)) as check:
-        return "; ".join(str(row[0]) for row in check.execute("PRAGMA integrity_check"))
-
-
-async def hello_answered(server: ServerProcess) -> None:
-    """One `hello` through a fresh connection; it must be answered."""
-    async with Cluster([server.address], timeout=5.0) as probe:
-        (info,) = await probe.hello()
-    assert info.up, f"{server.name} does not answer hello after a restart: {info.error}"
-
-
-def movie(title: str, year: int = 2000, **fields: Any) -> Movie:
-    return validate(Movie(title=title, year=year, **fields))
 
 
 def seconds(values: list[float]) -> str:
@@ -107,77 +76,6 @@ LANES = 8  # writers per client, each waiting for its write's answer before the 
 RESTART_LIMIT = 2.0  # seconds from spawn to an answered hello
 
 
-@dataclass
-class Ledger:
-    """What the writers were told: per movie, the revisions the server acknowledged (applied or
-    already held), oldest first, and the one write still waiting for an answer."""
-
-    acknowledged: dict[str, list[str]] = field(default_factory=dict)
-    newest: dict[str, Copy] = field(default_factory=dict)
-    in_flight: dict[str, Copy] = field(default_factory=dict)
-    count: int = 0
-    movies: int = 0
-    unanswered: int = 0  # sends that got no answer (unreachable, unknown): sent again later
-    since_check: set[str] = field(default_factory=set)
-
-    def record(self, copy: Copy) -> None:
-        revs = self.acknowledged.setdefault(copy.key, [])
-        self.movies += not revs
-        revs.append(copy.rev)
-        self.newest[copy.key] = copy
-        self.in_flight.pop(copy.key, None)
-        self.count += 1
-        self.since_check.add(copy.key)
-
-    def lost(self, key: str, stored: Copy | None) -> int:
-        """Acknowledged writes of this movie that the stored copy does not hold. Every writer
-        builds on its own last acknowledged revision, so a movie's revisions form one chain: the
-        stored copy must be its last acknowledged revision, or the one still unanswered."""
-        revs = self.acknowledged.get(key, [])
-        if stored is None:
-            return len(revs)
-        if stored.rev in revs:
-            return len(revs) - 1 - revs.index(stored.rev)
-        pending = self.in_flight.get(key)
-        if pending is not None and pending.rev == stored.rev:
-            return 0
-        return len(revs)
-
-
-async def write_lane(
-    cluster: Cluster, server: Address, name: str, ledger: Ledger, gate: asyncio.Event,
-    stop: asyncio.Event, rng: random.Random,
-) -> None:  # fmt: skip
-    """Write new movies and new revisions of this lane's own movies, one at a time. A write
-    that got no answer is sent again (the same revision: idempotent) once the server is back."""
-    mine: list[str] = []
-    while not stop.is_set():
-        await gate.wait()
-        if not mine or rng.random() < 0.5:
-            movie = Movie(title=f"{name} film {len(mine)}", year=1990 + len(mine) % 30)
-            copy = first_copy(validate(msgspec.structs.replace(movie, extra={"w": 0})))
-            mine.append(copy.key)
-        else:
-            parent = ledger.newest[rng.choice(mine[-8:])]
-            extra = {"w": int(parent.movie.extra["w"]) + 1}
-            copy = child([parent], validate(msgspec.structs.replace(parent.movie, extra=extra)))
-        ledger.in_flight[copy.key] = copy
-        while True:
-            (result,) = await cluster.put({server: copy})
-            if result.stored:
-                break
-            # One writer per movie: a refusal (stale, conflict) would mean a lost write.
-            assert result.status in (WriteStatus.UNREACHABLE, WriteStatus.UNKNOWN), result
-            ledger.unanswered += 1
-            await gate.wait()
-        ledger.record(copy)
-
-
-async def lost_writes(probe: Cluster, server: Address, ledger: Ledger, keys: set[str]) -> int:
-    stored = {c.key: c for c in await probe.fetch(server, sorted(keys))}
-    return sum(ledger.lost(key, stored.get(key)) for key in keys)
-
-
 async def test_kill_9_during_concurrent_writes_loses_no_acknowledged_write(
     start_servers: StartServers, tmp_path: Path, figure: Figure
 ) -> None:
@@ -185,69 +83,18 @@ async def test_kill_9_during_concurrent_writes_loses_no_acknowledged_write(
     acknowledged so far is read back before writing resumes (a newer revision could otherwise
     hide a lost one), and the database file passes `PRAGMA integrity_check` after each kill."""
     (server,) = await start(start_servers, 1)
-    target, port = address(server), server.port
-    rng = random.Random(20)
-    points = sorted(rng.sample(range(ACKNOWLEDGED // 50, ACKNOWLEDGED * 49 // 50), KILLS))
-    ledger = Ledger()
-    gate, stop = asyncio.Event(), asyncio.Event()
-    gate.set()
-    restarts: list[float] = []
-    checks: list[str] = []
-    lost = 0
-
-    async def kill_and_restart() -> None:
-        nonlocal lost
-        server.signal(signal.SIGKILL)  # while the writers' requests are in flight
-        gate.clear()  # no new write until the acknowledged ones are read back
-        assert server.proc is not None
-        await asyncio.to_thread(server.proc.wait, 10)
-        checks.append(await asyncio.to_thread(integrity_check, server.db, tmp_path / "check"))
-        spawned = time.perf_counter()
-        await asyncio.to_thread(server.restart)
-        assert server.port == port, "restarted on another port"
-        await hello_answered(server)
-        restarts.append(time.perf_counter() - spawned)
-        keys, ledger.since_check = ledger.since_check, set()
-        async with Cluster([target], timeout=10.0) as probe:
-            lost += await lost_writes(probe, target, ledger, keys)
-
-    clients = [Cluster([target], timeout=5.0) for _ in range(CLIENTS)]
-    lanes: list[asyncio.Task[None]] = []
-    try:
-        async with asyncio.timeout(120):
-            lanes += [
-                asyncio.create_task(
-                    write_lane(
-                        c, target, f"c{i}l{j}", ledger, gate, stop, random.Random(i * 100 + j)
-                    )
-                )
-                for i, c in enumerate(clients)
-                for j in range(LANES)
-            ]
-            for point in [*points, ACKNOWLEDGED]:
-                # A writer that failed ends the wait at once, and its error ends the test.
-                await until(
-                    lambda: ledger.count >= point or any(t.done() for t in lanes),  # noqa: B023
-                    bound=60,
-                )
-                for finished in [t for t in lanes if t.done()]:
-                    await finished
-                if point == ACKNOWLEDGED:
-                    break
-                await kill_and_restart()
-                gate.set()
-            stop.set()
-            await asyncio.gather(*lanes)  # each finishes the write it has started
-            # The last kill with nothing in flight; then everything is read back.
-            await kill_and_restart()
-            async with Cluster([target], timeout=10.0) as probe:
-                stored = {c.key: c async for c in probe.scan(target, page_size=1000)}
-            lost += sum(ledger.lost(k, stored.get(k)) for k in ledger.acknowledged)
-    finally:
-        for lane in lanes:
-            lane.cancel()
-        await asyncio.gather(*lanes, return_exceptions=True)
-        await asyncio.gather(*(c.aclose() for c in clients))
+    async with asyncio.timeout(120):
+        killed = await kill_nine(
+            server,
+            tmp_path,
+            writes=ACKNOWLEDGED,
+            kills=KILLS,
+            clients=CLIENTS,
+            lanes=LANES,
+            seed=20,
+            lane_seed=lambda i, j: i * 100 + j,
+        )
+    ledger, lost, checks, restarts = killed.ledger, killed.lost, killed.integrity, killed.restarts
 
     figure(
         f"{lost} of {ledger.count:,} acknowledged writes lost ({ledger.movies:,} movies, "
@@ -260,7 +107,7 @@ async def test_kill_9_during_concurrent_writes_loses_no_acknowledged_write(
     assert ledger.count >= ACKNOWLEDGED
     assert len(restarts) == KILLS + 1
     assert set(checks) == {"ok"}
-    assert set(stored) == set(ledger.acknowledged)  # and nothing that was never written
+    assert killed.stored == set(ledger.acknowledged)  # and nothing that was never written
     assert max(restarts) < RESTART_LIMIT
 
 
@@ -450,92 +297,49 @@ QUICK = 0.5  # the per-server timeout of these tests
 SLACK = 0.2  # what a command may take beyond it
 
 
-class Timed:
-    """Runs each command as the interfaces do, under its own time budget (CommandBudget: a
-    server that has not answered gets the timeout in all), and keeps its wall time beyond the
-    timeout."""
+class CheckedRun(FaultyRun):
+    """faultkit's commands against a faulty server, with what each must show asserted."""
 
-    def __init__(self, cluster: Cluster) -> None:
-        self.cluster = cluster
-        self.overshoot: dict[str, list[float]] = {}
+    @staticmethod
+    def answering(faulty: int) -> list[bool]:
+        return [i != faulty for i in range(3)]
 
-    async def __call__(self, name: str, work: Awaitable[T]) -> T:
-        self.cluster.budget = CommandBudget(self.cluster.timeout)
-        started = time.perf_counter()
-        try:
-            async with asyncio.timeout(QUICK * 4 + 10):  # a guard: they return near QUICK
-                result = await work
-        finally:
-            self.cluster.budget = None
-        self.overshoot.setdefault(name, []).append(time.perf_counter() - started - QUICK)
-        return result
+    def check_get(self, name: str, faulty: int, got: commands.GetOutcome | None) -> None:
+        assert got is not None
+        assert [r.answered for r in got.results] == self.answering(faulty), (name, got.results)
 
-    def worst(self, *names: str) -> float:
-        return max(v for n in names for v in self.overshoot[n])
+    def check_serverlist(
+        self, name: str, faulty: int, listed: commands.ServerListOutcome | None
+    ) -> None:
+        assert listed is not None
+        assert [s.up for s in listed.servers] == self.answering(faulty), (name, listed.servers)
 
-
-def held(copy: Copy, stored: Copy | None) -> bool:
-    """The stored copy is this revision or a newer one built on it."""
-    return stored is not None and (stored.rev == copy.rev or copy.rev in stored.history)
-
-
-async def not_held(cluster: Cluster, writes: list[tuple[Address, Copy]]) -> int:
-    """How many of these (server, copy) writes their server no longer holds."""
-    missing = 0
-    for server, copy in writes:
-        stored = {c.key: c for c in await cluster.fetch(server, [copy.key])}
-        missing += not held(copy, stored.get(copy.key))
-    return missing
-
-
-def inject_faults(
-    servers: list[ServerProcess], proxy: FaultProxy
-) -> list[tuple[str, int, Callable[[], None], Callable[[], None]]]:
-    """(name, index of the faulty server in the cluster, inject, heal) for each fault."""
-    hung = servers[2]
-    return [
-        ("SIGSTOP", 2, lambda: hung.signal(signal.SIGSTOP), lambda: hung.signal(signal.SIGCONT)),
-        (f"{QUICK * 3:g} s delay", 1, lambda: proxy.delay(QUICK * 3000), proxy.heal),
-        ("blackhole", 1, proxy.blackhole, proxy.heal),
-    ]
-
-
-class FaultyRun:
-    """One client's commands while one of its three servers is faulty: checked, timed, and
-    what each server stored or left unknown recorded."""
-
-    def __init__(self, cluster: Cluster, queue: WriteQueue) -> None:
-        self.cluster, self.queue = cluster, queue
-        self.timed = Timed(cluster)
-        self.acknowledged: list[tuple[Address, Copy]] = []  # (server, copy) of stored writes
-        self.unknown: list[tuple[Address, Copy]] = []
-        self.base = movie("Fault base")
-
-    async def run_commands(self, name: str, faulty: int) -> None:
-        cluster, queue, base, timed = self.cluster, self.queue, self.base, self.timed
-        answering = [i != faulty for i in range(len(cluster.servers))]
-        got = await timed("get", commands.get(cluster, base.title, base.year))
-        assert [r.answered for r in got.results] == answering, (name, got.results)
-        listed = await timed("serverlist", commands.serverlist(cluster, queue))
-        assert [s.up for s in listed.servers] == answering, (name, listed.servers)
-        added = await timed("add", commands.add(cluster, movie(name), queue=queue))
-        change: dict[str, ExtraValue | list[str] | None] = {"plot": name}
-        edited = await timed("edit", commands.edit(cluster, base.title, 2000, change, queue=queue))
-        for outcome in (added, edited):
-            self.check_written(outcome, cluster.servers[faulty])
-        queued = {(e.key, e.rev, e.reason) for e in queue.entries(cluster.servers[faulty])}
-        assert queued == {(c.key, c.rev, "unknown") for _, c in self.unknown[-2:]}, name
-        synced = await timed("sync", commands.sync(cluster, queue=queue))
-        assert list(synced.unreachable) == [cluster.servers[faulty]], (name, synced.unreachable)
-        assert synced.exit_code == commands.PARTIAL_WRITE
-
-    def check_written(self, outcome: commands.WriteOutcome, faulty: Address) -> None:
+    def check_written(self, outcome: commands.WriteOutcome | None, faulty: Address) -> None:
         """Applied by the servers that answer; unknown (sent, no answer) on the faulty one."""
+        assert outcome is not None
         assert outcome.copy is not None, outcome
         for result in outcome.results:
             unknown = result.server == faulty
             assert result.status is (WriteStatus.UNKNOWN if unknown else WriteStatus.APPLIED)
-            (self.unknown if unknown else self.acknowledged).append((result.server, outcome.copy))
+
+    def check_queued(self, name: str, faulty: int) -> None:
+        entries = self.queue.entries(self.cluster.servers[faulty])
+        queued = {(e.key, e.rev, e.reason) for e in entries}
+        assert queued == {(c.key, c.rev, "unknown") for _, c in self.unknown[-2:]}, name
+
+    def check_sync(self, name: str, faulty: int, synced: commands.SyncOutcome | None) -> None:
+        assert synced is not None
+        assert list(synced.unreachable) == [self.cluster.servers[faulty]], (
+            name,
+            synced.unreachable,
+        )
+        assert synced.exit_code == commands.PARTIAL_WRITE
+
+    async def check_healed(self, name: str, healed: commands.SyncOutcome) -> None:
+        assert healed.exit_code == commands.OK, (name, healed)
+        assert healed.replayed is not None
+        assert self.queue.count() == 0
+        assert len(set(await digests(self.cluster))) == 1, name
 
 
 async def test_a_hung_server_a_slow_link_and_a_black_hole_are_timed_out_queued_and_healed(
@@ -545,28 +349,11 @@ async def test_a_hung_server_a_slow_link_and_a_black_hole_are_timed_out_queued_a
     Every command returns within its timeout + 200 ms, the faulty server's share of each write
     is `unknown` and queued, and after healing one sync delivers it."""
     servers = await start(start_servers, 3)
-    delivered = 0
-    async with FaultProxy("127.0.0.1", servers[1].port) as proxy:
-        addresses = [address(servers[0]), parse_address(proxy.address), address(servers[2])]
-        with WriteQueue(tmp_path / "client") as queue:
-            async with Cluster(addresses, timeout=QUICK) as cluster:
-                run = FaultyRun(cluster, queue)
-                assert (await commands.add(cluster, run.base, queue=queue)).exit_code == 0
-                for name, faulty, inject, heal in inject_faults(servers, proxy):
-                    inject()
-                    try:
-                        await run.run_commands(name, faulty)
-                    finally:
-                        heal()
-                    healed = await commands.sync(cluster, queue=queue)
-                    assert healed.exit_code == commands.OK, (name, healed)
-                    assert healed.replayed is not None
-                    delivered += healed.replayed.delivered
-                    assert queue.count() == 0
-                    assert len(set(await digests(cluster))) == 1, name
-                lost = await not_held(cluster, run.acknowledged)
-                undelivered = await not_held(cluster, run.unknown)
-        dropped = proxy.stats.dropped
+    faulted = await hung_and_slow(
+        list(servers), tmp_path / "client", timeout=QUICK, cycles=3, new_run=CheckedRun
+    )
+    run, lost, undelivered = faulted.run, faulted.lost, faulted.undelivered
+    delivered, dropped = run.delivered, faulted.dropped
 
     worst = {n: max(v) for n, v in run.timed.overshoot.items()}
     unknown = len(run.unknown)
@@ -787,56 +574,18 @@ async def test_ten_clients_editing_one_movie_apply_every_edit_exactly_once(
     refusal (stale, conflict) returns the server's newest copy, and the edit is made again as
     a child of that. Applied edits must form one unbroken chain of revisions."""
     (server,) = await start(start_servers, 1)
-    target = address(server)
-    base = first_copy(movie("Contended", 2001))
-    parent_of: dict[str, str] = {}  # every applied edit's revision -> its parent's
-    refused = unknown = 0
-
-    async def editor(index: int) -> None:
-        nonlocal refused, unknown
-        async with Cluster([target], timeout=10.0) as cluster:
-            (found,) = await cluster.get(base.movie.title, base.movie.year)
-            (current,) = found.copies
-            for n in range(EDITS_EACH):
-                while True:
-                    edit = child([current], with_token(current.movie, index, n))
-                    (result,) = await cluster.put({target: edit})
-                    if result.status is WriteStatus.APPLIED:
-                        parent_of[edit.rev] = current.rev
-                        current = edit
-                        break
-                    if result.status in (WriteStatus.STALE, WriteStatus.CONFLICT):
-                        refused += 1
-                        assert result.current is not None
-                        current = result.current
-                        continue
-                    # No answer: read what the server holds; it may have applied this edit.
-                    assert result.status is WriteStatus.UNKNOWN, result
-                    unknown += 1
-                    (found,) = await cluster.get(base.movie.title, base.movie.year)
-                    (newest,) = found.copies
-                    if held(edit, newest):
-                        parent_of[edit.rev] = current.rev
-                        current = edit
-                        break
-                    current = newest
-
-    async with Cluster([target], timeout=10.0) as cluster:
-        assert (await cluster.put({target: base}))[0].status is WriteStatus.APPLIED
-        started = time.perf_counter()
-        async with asyncio.timeout(120):
-            await asyncio.gather(*(editor(i) for i in range(EDITORS)))
-        elapsed = time.perf_counter() - started
-        (found,) = await cluster.get(base.movie.title, base.movie.year)
-    (final,) = found.copies
-    chain, rev = 0, final.rev
-    while rev in parent_of:
-        rev = parent_of[rev]
-        chain += 1
+    async with asyncio.timeout(120):
+        edited = await contended_edits(
+            address(server), editors=EDITORS, edits=EDITS_EACH, change=with_token
+        )
+    assert edited.final is not None
+    final, base, parent_of = edited.final, edited.base, edited.parent_of
+    refused, unknown, elapsed = edited.refused, edited.unknown, edited.seconds
+    chain, rev = edited.chain()
     every_token_once = all(
         tokens(final.movie, i) == list(range(EDITS_EACH)) for i in range(EDITORS)
     )
-    counted = sum(int(final.movie.extra.get(f"n{i}", 0)) for i in range(EDITORS))
+    counted = edited.counted(EDITORS)
     total = EDITORS * EDITS_EACH
     figure(
         f"{EDITORS} clients x {EDITS_EACH:,} edits of one movie: {len(parent_of):,} applied "
