@@ -29,7 +29,7 @@ from moviedb.client.queue import WriteQueue, needs_queueing
 from moviedb.client.security import ServerSecurity
 from moviedb.errors import ConfigError
 from moviedb.model import Movie
-from moviedb.server.app import MoviedbServer
+from moviedb.server.app import Limits, MoviedbServer
 from moviedb.server.auth import Access, TokenFileError, is_loopback, parse_tokens
 from moviedb.versions import first_copy
 from tests.conftest import StartServers
@@ -234,9 +234,9 @@ async def test_a_wrong_or_missing_token_is_that_servers_error(token_server: Movi
         assert result.status is ReadStatus.ERROR
         assert "refused this client's token" in (result.error or "")
         (write,) = await cluster.put({address: first_copy(Movie("Alien", 1979))})
-        # Refused, so certainly not applied; the same token would be refused again.
+        # Refused, so certainly not applied; kept for when the config has the right token.
         assert write.status is WriteStatus.ERROR
-        assert not needs_queueing(write)
+        assert needs_queueing(write)
     async with Cluster([address], timeout=TIMEOUT) as cluster:
         (result,) = await cluster.get("Alien")
         assert result.status is ReadStatus.ERROR
@@ -245,7 +245,7 @@ async def test_a_wrong_or_missing_token_is_that_servers_error(token_server: Movi
     assert token_server.state.committer.writes == 0
 
 
-async def test_a_read_only_token_reads_but_a_write_is_refused_and_not_queued(
+async def test_a_read_only_token_reads_and_a_refused_write_waits_in_the_queue(
     token_server: MoviedbServer, tmp_path: Path
 ) -> None:
     address = address_of(token_server)
@@ -257,7 +257,7 @@ async def test_a_read_only_token_reads_but_a_write_is_refused_and_not_queued(
             (result,) = outcome.results
             assert result.status is WriteStatus.ERROR
             assert "forbidden" in (result.error or "")
-            assert queue.summary() == {}
+            assert queue.summary()[address].count == 1  # delivered once the token may write
             (info,) = await cluster.hello()
             assert info.access == "read-only"
     finally:
@@ -534,3 +534,101 @@ def test_the_config_is_private_even_when_it_existed(tmp_path: Path) -> None:
     os.chmod(path, 0o644)
     save(Config(path, [Address(HOST, 7001)], None, {Address(HOST, 7001): ServerSecurity("t" * 20)}))
     assert path.stat().st_mode & 0o777 == 0o600
+
+
+async def test_garbage_before_the_token_is_refused_and_closed(token_server: MoviedbServer) -> None:
+    for line in (b"not json\n", b'{"op": "nosuch"}\n', b'{"op": "get"}\n'):
+        reader, writer = await asyncio.open_connection(HOST, token_server.port)
+        writer.write(line + b'{"op": "hello", "token": "' + WRITER_TOKEN.encode() + b'"}\n')
+        async with asyncio.timeout(TIMEOUT):
+            reply = json.loads(await reader.readline())
+            assert await reader.read() == b""  # closed, the token behind it never read
+        writer.close()
+        assert reply["error"]["code"] == "unauthorized"
+        assert "requires a token" in reply["error"]["message"]
+
+
+async def test_a_connection_without_a_token_is_closed_after_the_line_timeout(
+    tmp_path: Path,
+) -> None:
+    server = MoviedbServer(
+        tmp_path / "db.sqlite3",
+        tokens=parse_tokens(TOKENS_TEXT),
+        limits=Limits(line_timeout=0.5, idle_timeout=60),
+    )
+    await server.start(HOST, [0])
+    try:
+        reader, writer = await asyncio.open_connection(HOST, server.port)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        async with asyncio.timeout(TIMEOUT):
+            reply = json.loads(await reader.readline())
+            assert await reader.read() == b""
+        writer.close()
+    finally:
+        await server.stop()
+    assert reply["error"]["code"] == "unauthorized"
+    assert "no token within 0.5 s" in reply["error"]["message"]
+    assert 0.5 <= loop.time() - started < 5
+
+
+async def test_a_full_server_is_not_mistaken_for_a_refused_token(tmp_path: Path) -> None:
+    server = MoviedbServer(
+        tmp_path / "db.sqlite3",
+        tokens=parse_tokens(TOKENS_TEXT),
+        limits=Limits(max_connections=1),
+    )
+    await server.start(HOST, [0])
+    address = address_of(server)
+    security = {address: ServerSecurity(token=WRITER_TOKEN)}
+    try:
+        _, holder = await asyncio.open_connection(HOST, server.port)  # the one slot
+        async with Cluster([address], timeout=TIMEOUT, security=security) as cluster:
+            (write,) = await cluster.put({address: first_copy(Movie("Alien", 1979))})
+        holder.close()
+    finally:
+        await server.stop()
+    assert write.status is WriteStatus.UNREACHABLE  # never sent; queued for later
+    assert "too_many_connections" in (write.error or "")
+    assert "token" not in (write.error or "")
+
+
+def test_a_token_never_crosses_a_network_in_clear_text(tmp_path: Path) -> None:
+    remote = Address("db.example.com", 7001)
+    config = Config(tmp_path / "config.toml")
+    with pytest.raises(ConfigError, match="unencrypted; use TLS"):
+        config.add_server(remote, ServerSecurity(token=WRITER_TOKEN))
+    assert config.add_server(remote, ServerSecurity(token=WRITER_TOKEN, tls=True))
+    assert config.add_server(Address(HOST, 7002), ServerSecurity(token=WRITER_TOKEN))
+    other = Address("10.0.0.9", 7003)
+    assert config.add_server(other, ServerSecurity(token=WRITER_TOKEN, insecure=True))
+    save(config)
+    assert load(config.path).security[other].insecure
+    path = tmp_path / "hand.toml"
+    path.write_text('[[servers]]\naddress = "10.0.0.9:7001"\ntoken = "abcdefghijklmnopq"\n')
+    with pytest.raises(ConfigError, match=r"servers\[0\]: 10.0.0.9:7001: a token would cross"):
+        load(path)
+
+
+def test_tokens_stay_out_of_reprs() -> None:
+    assert WRITER_TOKEN not in repr(ServerSecurity(token=WRITER_TOKEN))
+
+
+def test_a_leftover_temporary_config_does_not_keep_its_mode(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    leftover = tmp_path / "config.toml.tmp"
+    leftover.write_text("")
+    leftover.chmod(0o644)
+    save(Config(path, [Address(HOST, 7001)], None, {Address(HOST, 7001): ServerSecurity("t" * 20)}))
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_addserver_keeps_the_token_when_only_tls_changes(client_env: Path, tmp_path: Path) -> None:
+    mine = write_secret(tmp_path / "my-token", f"{WRITER_TOKEN}\n")
+    cli_json("addserver", "127.0.0.1:1", "--token-file", str(mine))
+    doc, _ = cli_json("addserver", "127.0.0.1:1", "--tls")
+    assert (doc["changed"], doc["updated"]) == (True, True)
+    kept = load(client_env).security[Address(HOST, 1)]
+    assert (kept.token, kept.tls) == (WRITER_TOKEN, True)
+    doc, _ = cli_json("addserver", "127.0.0.1:1", "--plain")
+    assert Address(HOST, 1) not in load(client_env).security

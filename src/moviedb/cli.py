@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 
 from moviedb import commands, data_commands, render
+from moviedb.client.address import parse_address
 from moviedb.client.cluster import Cluster
 from moviedb.client.security import ServerSecurity, read_token_file
 from moviedb.commands import CommandError
@@ -634,22 +635,39 @@ def export(fmt: str, source: str | None, output: Path) -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Speak TLS, trusting this CA certificate file (PEM) for this server.",
 )
+@click.option(
+    "--insecure", is_flag=True, help="Allow sending the token to another machine without TLS."
+)
 @click.option("--plain", is_flag=True, help="Forget this server's token and TLS settings.")
 @command_body
 def addserver(
-    address: str, token_file: Path | None, tls: bool, ca: Path | None, plain: bool
+    address: str,
+    token_file: Path | None,
+    tls: bool,
+    ca: Path | None,
+    insecure: bool,
+    plain: bool,
 ) -> None:
     """Add the server at HOST:PORT to the server list (and say whether it answers).
 
-    Run it again with --token-file, --tls or --ca to change how a listed server is reached.
+    Run it again with --token-file, --tls, --ca or --insecure to change how a listed server is
+    reached (what is not given is kept), or with --plain alone to forget all of it.
     """
     session = _session()
     security = None
-    if plain and (token_file or tls or ca):
+    if plain and (token_file or tls or ca or insecure):
         raise CommandError("--plain forgets the token and TLS: give it alone", commands.USAGE)
-    if plain or token_file or tls or ca:
-        token = read_token_file(token_file) if token_file else None
-        security = ServerSecurity(token, token_file, tls, ca)
+    if plain:
+        security = ServerSecurity()
+    elif token_file or tls or ca or insecure:
+        old = session.config.security.get(parse_address(address), ServerSecurity())
+        security = ServerSecurity(
+            read_token_file(token_file) if token_file else old.token,
+            token_file or old.token_file,
+            tls or old.tls,
+            ca or old.ca,
+            insecure or old.insecure,
+        )
     change = session.run(
         commands.addserver(session.config, address, timeout=session.timeout, security=security)
     )

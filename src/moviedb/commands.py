@@ -415,6 +415,7 @@ class ConfigChange:
     config: Config
     probe: ServerInfo | None = None  # addserver asks the new server who it is
     exit_code: int = OK
+    updated: bool = False  # a listed server's token or TLS settings changed
 
 
 async def addserver(
@@ -422,12 +423,13 @@ async def addserver(
 ) -> ConfigChange:
     """Add a server (or change its token and TLS settings) and ask it who it is."""
     address = parse_address(text)
+    listed = address in config.servers
     changed = config.add_server(address, security)
     if changed:
         save(config)
     async with Cluster([address], timeout=timeout, security=config.security) as probe_cluster:
         (probe,) = await probe_cluster.hello()
-    return ConfigChange("addserver", address, changed, config, probe)
+    return ConfigChange("addserver", address, changed, config, probe, updated=listed and changed)
 
 
 def deleteserver(config: Config, text: str) -> ConfigChange:

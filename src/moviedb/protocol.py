@@ -7,6 +7,7 @@ See docs/protocol.md.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -326,6 +327,17 @@ def decode_reply(line: bytes) -> RawReply:
 
 def decode_result(raw: msgspec.Raw, kind: type[T]) -> T:
     return msgspec.json.decode(raw, type=kind)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` keeps traffic on this machine (127.0.0.0/8, ::1, localhost): where a
+    server may listen without a token, and a client may send one without TLS."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name that may resolve to anything
 
 
 # --- framing ------------------------------------------------------------------------------------

@@ -321,6 +321,7 @@ def config_change_json(change: ConfigChange) -> dict[str, Any]:
         "action": change.action,
         "server": str(change.server),
         "changed": change.changed,
+        "updated": change.updated,
         "config": str(change.config.path),
         "servers": list(map(str, change.config.servers)),
     }
@@ -518,7 +519,7 @@ def render_serverlist(console: Console, outcome: ServerListOutcome) -> None:
 
 def render_config_change(console: Console, change: ConfigChange) -> None:
     if change.action == "addserver":
-        verb = "added" if change.changed else "already listed:"
+        verb = "updated" if change.updated else "added" if change.changed else "already listed:"
         console.print(f"{verb} {change.server}")
         if change.probe is not None:
             probe = change.probe

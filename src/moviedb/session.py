@@ -25,6 +25,18 @@ async def _wait_for(task: asyncio.Task[Any], timeout: float) -> None:
     await asyncio.wait([task], timeout=timeout)
 
 
+async def _replay_apart(cluster: Cluster, queue: WriteQueue) -> ReplayReport | None:
+    """Replay on connections of its own: stopping it (a cancel closes the connection its
+    request was on) must never cut off a request of the command running beside it. It shares
+    the command's time budget, so a hung server is waited for once."""
+    replayer = cluster.subset(cluster.servers)
+    replayer.budget = cluster.budget
+    try:
+        return await replay_pending(replayer, queue)
+    finally:
+        await replayer.aclose()
+
+
 def _new_runner() -> asyncio.Runner:
     try:
         import uvloop
@@ -112,7 +124,7 @@ class Session:
         """
         if not self.queue.path.exists():
             return None
-        task = self._runner.get_loop().create_task(replay_pending(self.cluster(), self.queue))
+        task = self._runner.get_loop().create_task(_replay_apart(self.cluster(), self.queue))
         self._replay = task
         self.run(_wait_for(task, REPLAY_HEAD_START))
         if task.done():

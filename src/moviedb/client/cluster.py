@@ -178,15 +178,19 @@ class Cluster:
         started = time.perf_counter()
         sent = False
         budget = self.budget
+        limit = self.timeout if budget is None else budget.limit(address)
         try:
-            async with asyncio.timeout(self.timeout if budget is None else budget.limit(address)):
+            async with asyncio.timeout(limit):
                 await connection.connect()
                 sent = True
                 reply = await connection.request(request)
         except TimeoutError:
+            waited = f"{limit:.2g} s left of this command's {self.timeout:g} s"
+            if budget is None or limit == self.timeout:
+                waited = f"{self.timeout:g} s"
             raise _Failure(
                 "timeout" if sent else "unreachable",
-                f"no answer within {self.timeout:g} s" if sent else "connect timed out",
+                f"no answer within {waited}" if sent else f"could not connect within {waited}",
             ) from None
         except Refused as exc:
             raise _Failure("error", str(exc)) from None

@@ -43,6 +43,8 @@ class Config:
 
     def add_server(self, address: Address, security: ServerSecurity | None = None) -> bool:
         """Add to the list, or change how it is reached; False when nothing changed."""
+        if security is not None:
+            security.check(address)
         changed = False
         if address not in self.servers:
             self.servers.append(address)
@@ -105,7 +107,7 @@ def load(path: Path) -> Config:
     )
 
 
-_SECURITY_KEYS = ("address", "token", "token_file", "tls", "ca")
+_SECURITY_KEYS = ("address", "token", "token_file", "tls", "ca", "insecure")
 
 
 def _security(entry: dict[str, Any], where: str, base: Path) -> ServerSecurity:
@@ -118,8 +120,9 @@ def _security(entry: dict[str, Any], where: str, base: Path) -> ServerSecurity:
     for name in ("token", "token_file", "ca"):
         if name in entry and (not isinstance(entry[name], str) or not entry[name].strip()):
             raise ConfigError(f"{where}: {name} must be a non-empty string")
-    if "tls" in entry and not isinstance(entry["tls"], bool):
-        raise ConfigError(f"{where}: tls must be true or false")
+    for name in ("tls", "insecure"):
+        if name in entry and not isinstance(entry[name], bool):
+            raise ConfigError(f"{where}: {name} must be true or false")
     if "token" in entry and "token_file" in entry:
         raise ConfigError(f"{where}: give token or token_file, not both")
     token_file = base / entry["token_file"] if "token_file" in entry else None
@@ -127,7 +130,14 @@ def _security(entry: dict[str, Any], where: str, base: Path) -> ServerSecurity:
     if token_file is not None:
         token = read_token_file(token_file)
     ca = base / entry["ca"] if "ca" in entry else None
-    return ServerSecurity(token, token_file, bool(entry.get("tls", False)), ca)
+    security = ServerSecurity(
+        token, token_file, bool(entry.get("tls", False)), ca, bool(entry.get("insecure", False))
+    )
+    try:
+        security.check(parse_address(entry["address"]))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    return security
 
 
 def save(config: Config) -> None:
@@ -142,6 +152,7 @@ def save(config: Config) -> None:
         config.path.parent.mkdir(parents=True, exist_ok=True)
         # Only its owner may read it: it may hold tokens.
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)  # a leftover tmp file keeps its old mode through O_CREAT
         with open(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
@@ -161,4 +172,6 @@ def _entry(address: Address, security: ServerSecurity) -> dict[str, Any]:
         entry["tls"] = True
     if security.ca is not None:
         entry["ca"] = str(security.ca.absolute())
+    if security.insecure:
+        entry["insecure"] = True
     return entry

@@ -83,7 +83,7 @@ class Connection:
                 )
             except ssl.SSLCertVerificationError as exc:
                 raise Refused(
-                    f"{self.address}: TLS: the server's certificate is not trusted "
+                    f"refused: {self.address}: TLS: the server's certificate is not trusted "
                     f"({exc.verify_message}); check this server's ca in the config"
                 ) from None
             except ssl.SSLError as exc:
@@ -108,7 +108,13 @@ class Connection:
             self.close()
             error = reply.error
             detail = f"{error.code}: {error.message}" if error else "refused without detail"
-            raise Refused(f"{self.address}: the server refused this client's token ({detail})")
+            if reply.id != "auth" or error is None or error.code != protocol.UNAUTHORIZED:
+                # The server turned the connection away before reading the token (it is full
+                # or stopping): unsent, and worth trying again.
+                raise NotSent(f"{self.address}: {detail}")
+            raise Refused(
+                f"refused: {self.address}: the server refused this client's token ({detail})"
+            )
         hello = protocol.decode_result(reply.result, protocol.HelloResult)
         self.access = hello.access
 

@@ -443,7 +443,18 @@ _DOWN: Final = frozenset({WriteStatus.UNREACHABLE, WriteStatus.UNKNOWN})
 REPLAY_BATCH: Final = 2000  # writes per server read from the queue by one replay
 # Server errors that may pass (the write can succeed later); any other error code is a refusal
 # of this very write (bad request, invalid movie, line too long) that no replay would change.
-TRANSIENT_ERRORS: Final = ("storage_error", "shutting_down", "internal", "too_many_connections")
+# Errors that a later attempt may not get: a full disk, a stopping or full server, a bug; and a
+# refusal of this client's token or certificate (or a read-only token), which the user fixes in
+# the config — the write must still be there then.
+TRANSIENT_ERRORS: Final = (
+    "storage_error",
+    "shutting_down",
+    "internal",
+    "too_many_connections",
+    "unauthorized",
+    "forbidden",
+    "refused",
+)
 
 
 def needs_queueing(result: WriteResult) -> bool:

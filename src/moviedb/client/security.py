@@ -7,18 +7,30 @@ reached over plain TCP without a token, as before.
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from moviedb.client.address import Address
 from moviedb.errors import ConfigError
+from moviedb.protocol import is_loopback
 
 
 @dataclass(frozen=True)
 class ServerSecurity:
-    token: str | None = None  # sent in the first `hello` of every connection
+    token: str | None = field(default=None, repr=False)  # sent first on every connection
     token_file: Path | None = None  # where the token was read from (kept in the config instead)
     tls: bool = False
     ca: Path | None = None  # trust this CA file instead of the system's store (implies tls)
+    insecure: bool = False  # allow sending the token to another machine without TLS
+
+    def check(self, address: Address) -> None:
+        """Refuse to send a token in clear text across a network (loopback is fine)."""
+        if self.token is None or self.uses_tls or self.insecure or is_loopback(address.host):
+            return
+        raise ConfigError(
+            f"{address}: a token would cross the network unencrypted; use TLS (--tls or --ca), "
+            "or accept the risk with insecure = true (addserver --insecure)"
+        )
 
     @property
     def uses_tls(self) -> bool:
@@ -33,7 +45,8 @@ class ServerSecurity:
                 cafile=str(self.ca) if self.ca is not None else None
             )
         except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(f"cannot load the CA file {self.ca}: {exc}") from None
+            where = f"the CA file {self.ca}" if self.ca else "the system's trusted CAs"
+            raise ConfigError(f"cannot load {where}: {exc}") from None
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 

@@ -212,6 +212,10 @@ def main(
         )
     tokens = _tokens(token_file, host, insecure)
     tls = _tls_context(tls_cert, tls_key)
+    if tokens is not None and tls is None and not is_loopback(host):
+        log.warning(
+            "tokens will cross the network unencrypted to %s: give --tls-cert and --tls-key", host
+        )
     limits = Limits(
         max_line=max_line,
         max_record=max_record,

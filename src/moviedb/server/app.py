@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+import msgspec
+
 from moviedb import protocol
 from moviedb.model import MAX_RECORD_BYTES
 from moviedb.protocol import WRITE_OPS, Hello, LineFramer, LineTooLong, RequestError
@@ -57,7 +59,7 @@ class Connection(asyncio.Protocol):
         self._framer = LineFramer(server.limits.max_line)
         self._transport: asyncio.Transport | None = None
         self._replies: deque[bytes | asyncio.Future[bytes]] = deque()
-        self._last_activity = time.monotonic()
+        self._last_activity = self._connected_at = time.monotonic()
         self._line_started: float | None = None  # when the unfinished line's first byte came
         self._timer: asyncio.TimerHandle | None = None
         # Without tokens every connection may read and write; with them, only after `hello`.
@@ -180,22 +182,11 @@ class Connection(asyncio.Protocol):
         try:
             request = protocol.decode_request(line)
         except RequestError as exc:
-            self._reply(protocol.encode_error(exc.request_id, exc.code, exc.message))
-            return
-        # msgspec reports invalid UTF-8 inside a string and deep nesting with these exceptions,
-        # not as a DecodeError; escaping from data_received they would drop the connection
-        # without a reply.
-        except UnicodeDecodeError as exc:
-            message = f"not a JSON object on one UTF-8 line: invalid UTF-8 ({exc.reason})"
-            self._reply(protocol.encode_error(None, protocol.BAD_JSON, message))
-            return
-        except RecursionError:
-            message = "not a JSON object on one UTF-8 line: nested too deeply"
-            self._reply(protocol.encode_error(None, protocol.BAD_JSON, message))
+            self._bad_line(exc.request_id, exc.code, exc.message)
             return
         except Exception:
-            log.exception("cannot decode a request: %.200r", line)
-            self._reply(protocol.encode_error(None, protocol.INTERNAL, "internal error; see log"))
+            log.exception("cannot decode a request of %d bytes", len(line))  # may hold a token
+            self._bad_line(None, protocol.INTERNAL, "internal error; see log")
             return
         if self._server.stopping:
             # stop() waits only for the requests in flight when it began; one taken on later
@@ -228,6 +219,14 @@ class Connection(asyncio.Protocol):
             self._last_write = future
         self._reply(future)
 
+    def _bad_line(self, request_id: protocol.RequestId, code: str, message: str) -> None:
+        if self._access is None:
+            # Before its token, a connection gets nothing but the refusal: garbage must not
+            # keep it open (and holding a connection slot) without one.
+            self._refuse(request_id, f"{code}: {message}; and this server requires a token first")
+        else:
+            self._reply(protocol.encode_error(request_id, code, message))
+
     def _authenticate(self, hello: Hello) -> None:
         tokens = self._server.tokens
         if tokens is None:
@@ -256,7 +255,7 @@ class Connection(asyncio.Protocol):
         except RequestError as exc:
             return protocol.encode_error(exc.request_id, exc.code, exc.message)
         except Exception:
-            log.exception("request failed: %.200r", request)
+            log.exception("request failed: %.200r", _without_token(request))
             return protocol.encode_error(request.id, protocol.INTERNAL, "internal error; see log")
 
     async def _dispatch_after(
@@ -353,6 +352,10 @@ class Connection(asyncio.Protocol):
             self._eof = True
             self._close_when_flushed()
             return
+        if self._access is None and now - self._connected_at >= limits.line_timeout:
+            # Without a token a connection may not hold a slot for longer than one line may take.
+            self._refuse(None, f"no token within {limits.line_timeout:g} s of connecting")
+            return
         idle = now - self._last_activity
         if idle >= limits.idle_timeout and not self._replies:
             log.info("closing a connection idle for %.0f s", idle)
@@ -361,7 +364,16 @@ class Connection(asyncio.Protocol):
         next_check = limits.idle_timeout - idle
         if started is not None:
             next_check = min(next_check, limits.line_timeout - (now - started))
+        if self._access is None:
+            next_check = min(next_check, limits.line_timeout - (now - self._connected_at))
         self._arm_timer(next_check)
+
+
+def _without_token(request: protocol.AnyRequest) -> protocol.AnyRequest:
+    """The request as it may be logged."""
+    if isinstance(request, Hello) and request.token is not None:
+        return msgspec.structs.replace(request, token="<redacted>")
+    return request
 
 
 async def _guarded(reply: Awaitable[bytes]) -> bytes:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
-import ipaddress
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+
+from moviedb.protocol import is_loopback
+
+__all__ = ["Access", "TokenFileError", "Tokens", "is_loopback", "load_tokens", "parse_tokens"]
 
 MIN_TOKEN_CHARS: Final = 16
 READ_ONLY_WORDS: Final = ("read-only", "ro")
@@ -91,13 +94,3 @@ def readable_by_others(path: str | os.PathLike[str]) -> bool:
         return bool(os.stat(path).st_mode & (stat.S_IRGRP | stat.S_IROTH))
     except OSError:
         return False
-
-
-def is_loopback(host: str) -> bool:
-    """Whether listening on `host` keeps the server to this machine."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a name that may resolve to anything
