@@ -8,12 +8,12 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
 import click
 from rich.console import Console
 
-from moviedb import commands, data_commands, render
+from moviedb import commands, render
 from moviedb.client.address import parse_address
 from moviedb.client.cluster import Cluster
 from moviedb.client.security import ServerSecurity, read_token_file
@@ -21,6 +21,9 @@ from moviedb.commands import CommandError
 from moviedb.errors import ConfigError, InvalidAddress, InvalidMovie
 from moviedb.model import ExtraValue, parse_field_value
 from moviedb.session import Session
+
+if TYPE_CHECKING:
+    from moviedb.data_commands import ExportOutcome
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -199,6 +202,8 @@ def get(title: str, year: int | None, repair: bool) -> None:
     cluster = _cluster(session)
     outcome = session.run(commands.get(cluster, title, year, repair=repair, queue=session.queue))
     if outcome.exit_code == commands.NOT_FOUND:
+        from moviedb import data_commands  # only for the commands that use it
+
         closest = session.run(data_commands.suggestions(cluster, title))
         outcome = dataclasses.replace(outcome, suggestions=closest)
     session.remember_titles([v.title for v in outcome.movies])
@@ -473,6 +478,8 @@ def search(
     """
     session = _session()
     cluster = _cluster(session)
+    from moviedb import data_commands  # only for the commands that use it
+
     outcome = session.run(
         data_commands.search(
             cluster,
@@ -526,6 +533,8 @@ def import_command(
     """
     session = _session()
     cluster = _cluster(session)
+    from moviedb import data_commands  # only for the commands that use it
+
     plan = data_commands.plan_import(
         file, format=fmt, mapping=mapping, targets=targets, rejects_file=rejects
     )
@@ -554,6 +563,8 @@ def import_legacy(directory: Path, ports_file: Path) -> None:
     movies to every listed server.
     """
     session = _session()
+    from moviedb import data_commands  # only for the commands that use it
+
     outcome = data_commands.legacy_setup(
         session.config,
         directory,
@@ -572,7 +583,7 @@ def import_legacy(directory: Path, ports_file: Path) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(list(data_commands.EXPORT_FORMATS)),
+    type=click.Choice(list(commands.EXPORT_FORMATS)),
     default="json",
     show_default=True,
 )
@@ -597,7 +608,9 @@ def export(fmt: str, source: str | None, output: Path) -> None:
     to_stdout = str(output) == "-"
     target = "-" if to_stdout else str(output)
 
-    def run(out: TextIO) -> data_commands.ExportOutcome:
+    def run(out: TextIO) -> ExportOutcome:
+        from moviedb import data_commands  # only for the commands that use it
+
         return session.run(
             data_commands.export(cluster, out, fmt=fmt, source=source, target=target)
         )

@@ -453,6 +453,7 @@ def movie_from_args(
 
 # --- the durable queue of unacknowledged writes ---------------------------------------------------
 
+EXPORT_FORMATS = ("json", "ndjson", "csv")  # data_commands.export
 REPLAY_BUDGET = 0.5  # seconds a command spends, before its own work, delivering queued writes
 
 

@@ -22,7 +22,15 @@ from moviedb.client.cluster import Cluster, ReadResult, ReadStatus, WriteResult,
 from moviedb.client.config import Config, save
 from moviedb.client.reconcile import MovieView, reconcile
 from moviedb.client.sync import Progress
-from moviedb.commands import NO_SERVER, OK, PARTIAL_WRITE, USAGE, CatalogScan, CommandError
+from moviedb.commands import (
+    EXPORT_FORMATS,
+    NO_SERVER,
+    OK,
+    PARTIAL_WRITE,
+    USAGE,
+    CatalogScan,
+    CommandError,
+)
 from moviedb.commands import merged_copies as merged
 from moviedb.errors import ServerUnavailable
 from moviedb.model import KNOWN_FIELDS, MAX_YEAR, MIN_YEAR, Movie, fold_title
@@ -362,7 +370,6 @@ async def import_legacy_movies(
 
 # --- export ---------------------------------------------------------------------------------------
 
-EXPORT_FORMATS: Final = ("json", "ndjson", "csv")
 CSV_COLUMNS: Final = (*KNOWN_FIELDS, "extra")
 
 

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 from rich.console import Console
@@ -32,9 +32,11 @@ from moviedb.commands import (
     SyncOutcome,
     WriteOutcome,
 )
-from moviedb.data_commands import ExportOutcome, ImportOutcome, LegacyOutcome, SearchOutcome
 from moviedb.model import KNOWN_FIELDS, field_values
 from moviedb.versions import Copy
+
+if TYPE_CHECKING:  # the data commands are imported only by the commands that run them
+    from moviedb.data_commands import ExportOutcome, ImportOutcome, LegacyOutcome, SearchOutcome
 
 STATUS_STYLE = {
     "found": "green",

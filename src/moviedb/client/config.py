@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import platformdirs
 import tomli_w
 
 from moviedb.client.address import Address, parse_address
@@ -25,13 +24,19 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     from_env = os.environ.get("MOVIEDB_CONFIG")
     if from_env:
         return Path(from_env)
+    import platformdirs  # 4 ms, and not needed when the environment names the file
+
     return platformdirs.user_config_path("moviedb") / "config.toml"
 
 
 def state_dir() -> Path:
     """Where the client keeps its history (and, later, queued writes)."""
     from_env = os.environ.get("MOVIEDB_STATE_DIR")
-    return Path(from_env) if from_env else platformdirs.user_state_path("moviedb")
+    if from_env:
+        return Path(from_env)
+    import platformdirs
+
+    return platformdirs.user_state_path("moviedb")
 
 
 @dataclass
