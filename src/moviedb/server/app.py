@@ -21,7 +21,7 @@ from moviedb.protocol import WRITE_OPS, Hello, LineFramer, LineTooLong, RequestE
 from moviedb.server.auth import Access, Tokens
 from moviedb.server.handlers import ServerState, dispatch
 from moviedb.server.storage import Store, folded_title
-from moviedb.server.writer import GroupCommitter
+from moviedb.server.writer import Checkpointer, GroupCommitter
 
 log = logging.getLogger("moviedb.server")
 
@@ -413,7 +413,9 @@ class MoviedbServer:
 
     async def start(self, host: str = "127.0.0.1", ports: list[int] | None = None) -> int:
         loop = asyncio.get_running_loop()
-        self._writer_store = Store(self.db_path, max_size=self.limits.max_db_size)
+        self._writer_store = Store(
+            self.db_path, max_size=self.limits.max_db_size, autocheckpoint=False
+        )
         self._reader_store = Store(self.db_path, for_writing=False)
         committer = GroupCommitter(
             self._writer_store,
@@ -421,6 +423,7 @@ class MoviedbServer:
             self._reader_store.count_live(),
             self._reader_store.bucket_digests(),
             self._reader_store.count_entries(),
+            Checkpointer(self.db_path),
         )
         server_id = self._reader_store.server_id
         self.state = ServerState(

@@ -351,7 +351,12 @@ class Store:
     """One SQLite database of versioned movie copies."""
 
     def __init__(
-        self, path: str | Path, *, for_writing: bool = True, max_size: int | None = None
+        self,
+        path: str | Path,
+        *,
+        for_writing: bool = True,
+        max_size: int | None = None,
+        autocheckpoint: bool = True,
     ) -> None:
         self.path = Path(path)
         self._db = sqlite3.connect(
@@ -365,6 +370,10 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit reaches the disk before the write is acknowledged (see docs/storage.md).
         self._db.execute("PRAGMA synchronous=FULL")
+        if not autocheckpoint:
+            # The caller checkpoints (writer.Checkpointer, off the commit path): SQLite's own
+            # would run inside a commit every 1,000 pages, and the commit would wait for it.
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
         if for_writing:
             self._migrate()
             if max_size is not None:
@@ -401,6 +410,12 @@ class Store:
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy committed WAL frames into the database file without blocking anyone (PASSIVE);
+        returns (frames in the WAL, frames copied)."""
+        _, log, copied = self._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(log), int(copied)
 
     def migrations(self) -> list[str]:
         return [r[0] for r in self._db.execute("SELECT name FROM schema_migrations ORDER BY name")]

@@ -7,17 +7,63 @@ holds it has returned.
 from __future__ import annotations
 
 import asyncio
+import logging
 import queue
+import sqlite3
 import threading
 from collections.abc import Callable
+from pathlib import Path
 from typing import Final
 
 from moviedb import digests
 from moviedb.server.storage import Change, Outcome, Store, Write
 
 MAX_BATCH: Final = 1000
+log = logging.getLogger("moviedb.server")
 
 _Pending = tuple[Write, "asyncio.Future[Outcome]"]
+
+
+# Past this many frames in the WAL (about 40 MB of 4 KiB pages) the writer checkpoints itself
+# after its commit, so that the WAL cannot outgrow a checkpointer that falls behind.
+WAL_LIMIT: Final = 10_000
+CHECKPOINT_PAUSE: Final = 0.05  # seconds between background checkpoints
+
+
+class Checkpointer:
+    """Copies committed WAL frames into the database file on a thread of its own, so that no
+    commit waits for that copy and its fsync (the commit itself still fsyncs the WAL)."""
+
+    def __init__(self, path: Path) -> None:
+        self._store = Store(path, for_writing=False)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self.wal_frames = 0  # as of the last checkpoint
+        self.checkpoints = 0
+        self._thread = threading.Thread(target=self._run, name="moviedb-checkpoint", daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._stopping.is_set():
+                break
+            try:
+                self.wal_frames, _ = self._store.checkpoint()
+                self.checkpoints += 1
+            except sqlite3.Error as exc:  # busy or I/O: the next commit pokes it again
+                log.warning("background checkpoint failed: %s", exc)
+            self._stopping.wait(CHECKPOINT_PAUSE)
+
+    def close(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join()
+        self._store.close()
 
 
 class GroupCommitter:
@@ -31,8 +77,10 @@ class GroupCommitter:
         live_count: int,
         bucket_digests: list[int] | None = None,
         entries: int | None = None,
+        checkpointer: Checkpointer | None = None,
     ) -> None:
         self._store = store
+        self._checkpointer = checkpointer
         self._loop = loop
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="moviedb-writer", daemon=True)
@@ -79,6 +127,14 @@ class GroupCommitter:
             self._loop.call_soon_threadsafe(_fail_all, batch, exc)
             return
         self._loop.call_soon_threadsafe(self._deliver, batch, outcomes, change)
+        checkpointer = self._checkpointer
+        if checkpointer is not None:
+            if checkpointer.wal_frames > WAL_LIMIT:
+                try:
+                    checkpointer.wal_frames, _ = self._store.checkpoint()
+                except sqlite3.Error as exc:
+                    log.warning("checkpoint after a commit failed: %s", exc)
+            checkpointer.poke()
 
     def _deliver(self, batch: list[_Pending], outcomes: list[Outcome], change: Change) -> None:
         self.live_count += change.live_delta
@@ -98,6 +154,8 @@ class GroupCommitter:
         """Commit what is queued, then stop the thread (blocking: call from a worker thread)."""
         self._queue.put(None)
         self._thread.join()
+        if self._checkpointer is not None:
+            self._checkpointer.close()
 
 
 def _fail_all(batch: list[_Pending], exc: Exception) -> None:
