@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import click
 
+from benchmarks.fanout import fanout
+from benchmarks.gets import gets
 from benchmarks.imports import import_benchmark
+from benchmarks.scale import scale
 from benchmarks.search import search
 from benchmarks.soak import soak
 from benchmarks.sync import sync
@@ -21,6 +24,9 @@ main.add_command(sync)
 main.add_command(import_benchmark)
 main.add_command(search)
 main.add_command(soak)
+main.add_command(fanout)
+main.add_command(gets)
+main.add_command(scale)
 
 if __name__ == "__main__":
     main()
