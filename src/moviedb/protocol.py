@@ -363,6 +363,13 @@ class LineFramer:
 
     def feed(self, data: bytes) -> list[bytes]:
         """Complete lines (without their newline) from what has arrived so far."""
+        if not self._buffer and data.endswith(b"\n") and len(data) <= self._limit:
+            # The common case: whole lines, none of them near the limit; no copies.
+            return [
+                line[:-1] if line.endswith(b"\r") else line
+                for line in data.split(b"\n")[:-1]
+                if line and not line.isspace()
+            ]
         self._buffer += data
         if b"\n" not in data:
             if len(self._buffer) > self._limit:
