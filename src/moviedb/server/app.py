@@ -124,7 +124,7 @@ class Connection(asyncio.Protocol):
         finally:
             batch, self._batch = self._batch, None
             if batch and self._transport is not None:
-                out = b"".join(batch)
+                out = batch[0] if len(batch) == 1 else b"".join(batch)
                 self._server.state.bytes_out += len(out)
                 self._transport.write(out)
             if self._eof:

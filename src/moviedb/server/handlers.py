@@ -164,11 +164,12 @@ def _check_limit(limit: int, request_id: protocol.RequestId) -> None:
 
 
 def handle_get(state: ServerState, request: Get) -> Reply:
-    if not request.title.strip():
-        raise RequestError(protocol.BAD_REQUEST, "title must not be empty", request.id)
-    cache = state.get_cache
-    result = cache.get(request.title, request.year)
+    title = request.title
+    result = state.get_cache.get(title, request.year)
     if result is None:
+        if not title or title.isspace():
+            raise RequestError(protocol.BAD_REQUEST, "title must not be empty", request.id)
+        cache = state.get_cache
         docs = state.store.get_raw(request.title, request.year)
         result = _encode(RawCopies([msgspec.Raw(d) for d in docs]))
         cache.put(request.title, request.year, result)
