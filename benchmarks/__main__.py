@@ -7,6 +7,7 @@ import click
 from benchmarks.fanout import fanout
 from benchmarks.gets import gets
 from benchmarks.imports import import_benchmark
+from benchmarks.oneshot import oneshot
 from benchmarks.scale import scale
 from benchmarks.search import search
 from benchmarks.soak import soak
@@ -23,6 +24,7 @@ main.add_command(writes)
 main.add_command(sync)
 main.add_command(import_benchmark)
 main.add_command(search)
+main.add_command(oneshot)
 main.add_command(soak)
 main.add_command(fanout)
 main.add_command(gets)

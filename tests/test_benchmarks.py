@@ -36,6 +36,12 @@ def test_search_benchmark_runs() -> None:
     assert "1,000 movies  p50 ms" in result.output
 
 
+def test_oneshot_benchmark_runs() -> None:
+    result = CliRunner().invoke(main, ["oneshot", "--runs", "1", "--repeats", "1"])
+    assert result.exit_code == 0, result.output
+    assert "ratio per run" in result.output
+
+
 def test_import_benchmark_runs() -> None:
     result = CliRunner().invoke(main, ["import", "--runs", "1", "--movies", "300"])
     assert result.exit_code == 0, result.output
