@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import re
 import signal
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +25,7 @@ from moviedb.model import Movie, validate
 from moviedb.server.app import Limits, MoviedbServer
 from moviedb.versions import Copy, child, first_copy
 from tests.conftest import ServerProcess, StartServers
+from tests.faultkit import until
 
 HOST = "127.0.0.1"
 TIMEOUT = 15.0  # an overall bound on each wait; never a pause
@@ -46,16 +46,6 @@ def address_of(server: MoviedbServer | ServerProcess) -> Address:
 
 def statuses(results: list[Any]) -> list[Any]:
     return [r.status for r in results]
-
-
-async def until(check: Callable[[], bool | Awaitable[bool]]) -> None:
-    """Poll a condition that offers no event to await; TIMEOUT bounds it, the condition ends it."""
-    async with asyncio.timeout(TIMEOUT):
-        while True:
-            outcome = check()
-            if await outcome if inspect.isawaitable(outcome) else outcome:
-                return
-            await asyncio.sleep(0.01)
 
 
 async def holds(cluster: Cluster, copy: Copy) -> list[bool]:
