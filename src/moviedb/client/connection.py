@@ -40,6 +40,7 @@ class Refused(ServerUnavailable):
 # Replies carry pages of up to 1,000 records (list, fetch, search): far longer than a request
 # may be. The bound only protects against a server gone mad.
 MAX_REPLY_LINE: Final = 256 << 20
+TLS_GOODBYE: Final = 0.2  # seconds to wait for a TLS close_notify exchange when closing
 
 
 class Connection:
@@ -211,9 +212,10 @@ class Connection:
                 await task
         if writer is not None and self._tls is not None:
             # TLS says goodbye (close_notify) on the loop: let it finish before the loop closes,
-            # but never wait long on a peer that does not answer.
+            # but never wait long on a peer that does not answer (a hung server would otherwise
+            # add this wait to the command that closes the connection).
             with contextlib.suppress(OSError, TimeoutError, ssl.SSLError):
-                async with asyncio.timeout(1.0):
+                async with asyncio.timeout(TLS_GOODBYE):
                     await writer.wait_closed()
 
 
