@@ -5,14 +5,17 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from moviedb.server.app import MoviedbServer
+from moviedb.versions import Copy
 
 LISTENING = re.compile(rb"listening on (\S+):(\d+)")
 
@@ -180,3 +183,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     terminalreporter.section("figures measured by the fault-injection tests")
     for nodeid, text in _FIGURES:
         terminalreporter.write_line(f"{nodeid.rpartition('::')[2]}: {text}")
+
+
+def write_old_database(path: Path, copies: list[Copy]) -> None:
+    """A database file as the first schema wrote it (migration 0001 only): for migration tests."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL);"
+        "CREATE TABLE movies (key TEXT PRIMARY KEY, rev TEXT NOT NULL, deleted INTEGER NOT NULL,"
+        " doc BLOB NOT NULL);"
+        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "INSERT INTO schema_migrations VALUES ('0001_movies', 0);"
+    )
+    db.executemany(
+        "INSERT INTO movies VALUES (?, ?, ?, ?)",
+        [(c.key, c.rev, int(c.deleted), msgspec.json.encode(c)) for c in copies],
+    )
+    db.commit()
+    db.close()

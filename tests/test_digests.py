@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ from moviedb.model import Movie, validate
 from moviedb.server.app import MoviedbServer
 from moviedb.server.storage import Purged, PurgeTombstone, Store
 from moviedb.versions import Copy, child, first_copy
+from tests.conftest import write_old_database
 from tests.test_server import connect
 
 keys = st.text(min_size=1, max_size=20)
@@ -136,20 +136,7 @@ def test_an_old_database_gets_its_buckets_on_open(tmp_path: Path) -> None:
     """A file written before bucket digests existed (migration 0001 only) is brought up to date."""
     path = tmp_path / "old.sqlite3"
     copies = [make(f"Movie {i}", 1990 + i % 30) for i in range(300)]
-    db = sqlite3.connect(path)
-    db.executescript(
-        "CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL);"
-        "CREATE TABLE movies (key TEXT PRIMARY KEY, rev TEXT NOT NULL, deleted INTEGER NOT NULL,"
-        " doc BLOB NOT NULL);"
-        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
-        "INSERT INTO schema_migrations VALUES ('0001_movies', 0);"
-    )
-    db.executemany(
-        "INSERT INTO movies VALUES (?, ?, 0, ?)",
-        [(c.key, c.rev, msgspec.json.encode(c)) for c in copies],
-    )
-    db.commit()
-    db.close()
+    write_old_database(path, copies)
     store = Store(path)
     try:
         assert store.migrations() == [

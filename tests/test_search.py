@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from moviedb.server import search, storage
 from moviedb.server.app import MoviedbServer
 from moviedb.server.storage import MovieFilter, PurgeTombstone, Store
 from moviedb.versions import Copy, child, first_copy
+from tests.conftest import write_old_database
 from tests.test_server import Client, Json, assert_error, connect
 
 # --- records and requests -------------------------------------------------------------------------
@@ -192,24 +192,6 @@ def test_the_index_holds_exactly_the_live_titles_after_any_writes(
             assert (key in matching_keys(store, words)) == (not copy.deleted)
     finally:
         store.close()
-
-
-def write_old_database(path: Path, copies: list[Copy]) -> None:
-    """A file as written before search existed (migration 0001 only)."""
-    db = sqlite3.connect(path)
-    db.executescript(
-        "CREATE TABLE schema_migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL);"
-        "CREATE TABLE movies (key TEXT PRIMARY KEY, rev TEXT NOT NULL, deleted INTEGER NOT NULL,"
-        " doc BLOB NOT NULL);"
-        "CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);"
-        "INSERT INTO schema_migrations VALUES ('0001_movies', 0);"
-    )
-    db.executemany(
-        "INSERT INTO movies VALUES (?, ?, ?, ?)",
-        [(c.key, c.rev, int(c.deleted), msgspec.json.encode(c)) for c in copies],
-    )
-    db.commit()
-    db.close()
 
 
 OLD_LIVE = [make(f"Movie {i}", 1990 + i % 30, director=f"Dir {i % 7}") for i in range(200)]
