@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,10 +11,13 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import pytest
+from click.testing import CliRunner
 
+from moviedb.cli import cli
 from moviedb.server.app import MoviedbServer
 from moviedb.versions import Copy
 
@@ -201,3 +205,48 @@ def write_old_database(path: Path, copies: list[Copy]) -> None:
     )
     db.commit()
     db.close()
+
+
+# --- the CLI, run in-process ---------------------------------------------------------------------
+
+
+class Moviedb:
+    """Runs `moviedb --servers ... --timeout T ARGS` in-process, as the console script would.
+
+    `state` is the client's state directory (its queue of unacknowledged writes); two Moviedb
+    objects with different ones act as two clients on two machines.
+    """
+
+    def __init__(
+        self, servers: list[ServerProcess], *, timeout: float = 2.0, state: Path | None = None
+    ) -> None:
+        self.servers = servers
+        self.timeout = timeout
+        self.env = {"MOVIEDB_STATE_DIR": str(state)} if state is not None else None
+
+    def addresses(self, servers: list[ServerProcess] | None = None) -> str:
+        return ",".join(s.address for s in (self.servers if servers is None else servers))
+
+    def __call__(self, *args: str, servers: list[ServerProcess] | None = None) -> tuple[int, str]:
+        argv = ["--servers", self.addresses(servers), "--timeout", str(self.timeout), *args]
+        result = CliRunner().invoke(
+            cli, argv, prog_name="moviedb", env=self.env, catch_exceptions=False
+        )
+        return result.exit_code, result.output
+
+    def json(self, *args: str, servers: list[ServerProcess] | None = None) -> tuple[int, Any]:
+        code, output = self("--json", *args, servers=servers)
+        return code, json.loads(output)
+
+    def configured(self, *args: str) -> tuple[int, Any]:
+        """`moviedb --json ARGS` on the configured server list (no --servers), as JSON."""
+        for server in self.servers:
+            CliRunner().invoke(cli, ["addserver", server.address], env=self.env)
+        argv = ["--json", "--timeout", str(self.timeout), *args]
+        result = CliRunner().invoke(cli, argv, env=self.env, catch_exceptions=False)
+        return result.exit_code, json.loads(result.output)
+
+
+@pytest.fixture
+def moviedb(three_servers: list[ServerProcess], client_env: Path) -> Moviedb:
+    return Moviedb(three_servers)

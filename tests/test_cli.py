@@ -13,33 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from moviedb.cli import COMMANDS, cli
-from tests.conftest import ServerProcess, StartServers
-
-
-class Moviedb:
-    """Runs `moviedb --servers ... ARGS` in-process, as the console script would."""
-
-    def __init__(self, servers: list[ServerProcess], timeout: float = 2.0) -> None:
-        self.servers = servers
-        self.timeout = timeout
-
-    def addresses(self, servers: list[ServerProcess] | None = None) -> str:
-        return ",".join(s.address for s in (self.servers if servers is None else servers))
-
-    def __call__(self, *args: str, servers: list[ServerProcess] | None = None) -> tuple[int, str]:
-        argv = ["--servers", self.addresses(servers), "--timeout", str(self.timeout), *args]
-        result = CliRunner().invoke(cli, argv, prog_name="moviedb", catch_exceptions=False)
-        return result.exit_code, result.output
-
-    def json(self, *args: str, servers: list[ServerProcess] | None = None) -> tuple[int, Any]:
-        code, output = self("--json", *args, servers=servers)
-        return code, json.loads(output)
-
-
-@pytest.fixture
-def moviedb(three_servers: list[ServerProcess], client_env: Path) -> Moviedb:
-    return Moviedb(three_servers)
-
+from tests.conftest import Moviedb, ServerProcess, StartServers
 
 ALIEN = (
     "add",

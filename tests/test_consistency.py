@@ -9,7 +9,6 @@ store (read through the client library) and their `stats` counters. Never on tim
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -17,60 +16,16 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
-from click.testing import CliRunner
 
-from moviedb.cli import cli
 from moviedb.client import Cluster, WriteResult, WriteStatus
 from moviedb.client.address import Address, parse_address
 from moviedb.commands import WriteOutcome
 from moviedb.model import Movie
 from moviedb.protocol import StatsResult
 from moviedb.versions import Copy, first_copy
-from tests.conftest import ServerProcess
+from tests.conftest import Moviedb, ServerProcess
 
 T = TypeVar("T")
-
-
-class Moviedb:
-    """Runs `moviedb --servers ... --timeout T ARGS` in-process, as the console script would.
-
-    `state` is the client's state directory (its queue of unacknowledged writes); two Moviedb
-    objects with different ones act as two clients on two machines.
-    """
-
-    def __init__(
-        self, servers: list[ServerProcess], *, timeout: float = 2.0, state: Path | None = None
-    ) -> None:
-        self.servers = servers
-        self.timeout = timeout
-        self.env = {"MOVIEDB_STATE_DIR": str(state)} if state is not None else None
-
-    def addresses(self, servers: list[ServerProcess] | None = None) -> str:
-        return ",".join(s.address for s in (self.servers if servers is None else servers))
-
-    def __call__(self, *args: str, servers: list[ServerProcess] | None = None) -> tuple[int, str]:
-        argv = ["--servers", self.addresses(servers), "--timeout", str(self.timeout), *args]
-        result = CliRunner().invoke(
-            cli, argv, prog_name="moviedb", env=self.env, catch_exceptions=False
-        )
-        return result.exit_code, result.output
-
-    def json(self, *args: str, servers: list[ServerProcess] | None = None) -> tuple[int, Any]:
-        code, output = self("--json", *args, servers=servers)
-        return code, json.loads(output)
-
-    def configured(self, *args: str) -> tuple[int, Any]:
-        """`moviedb --json ARGS` on the configured server list (no --servers), as JSON."""
-        for server in self.servers:
-            CliRunner().invoke(cli, ["addserver", server.address], env=self.env)
-        argv = ["--json", "--timeout", str(self.timeout), *args]
-        result = CliRunner().invoke(cli, argv, env=self.env, catch_exceptions=False)
-        return result.exit_code, json.loads(result.output)
-
-
-@pytest.fixture
-def moviedb(three_servers: list[ServerProcess], client_env: Path) -> Moviedb:
-    return Moviedb(three_servers)
 
 
 # --- the raw view: what each server stores and has served, through the client library -------------

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from moviedb.cli import cli
-from tests.conftest import ServerProcess, StartServers
+from tests.conftest import Moviedb, ServerProcess, StartServers
 
 MESSY_CSV = (
     "\ufeffFilm Name,Release Date,Directors,Major Genre,Running Time,IMDB Rating,Country\r\n"
@@ -25,27 +25,6 @@ MESSY_CSV = (
     '"Bad Rating",2000-01-01,Someone,Drama,90,11,US\r\n'
     '"Multi\nLine, Title",2010-01-01,Someone,Drama,90,6,US\r\n'
 )
-
-
-class Moviedb:
-    def __init__(self, servers: list[ServerProcess]) -> None:
-        self.servers = servers
-
-    def __call__(self, *args: str, servers: list[ServerProcess] | None = None) -> tuple[int, str]:
-        addresses = ",".join(s.address for s in (servers or self.servers))
-        result = CliRunner().invoke(
-            cli, ["--servers", addresses, *args], prog_name="moviedb", catch_exceptions=False
-        )
-        return result.exit_code, result.output
-
-    def json(self, *args: str, servers: list[ServerProcess] | None = None) -> tuple[int, Any]:
-        code, output = self("--json", *args, servers=servers)
-        return code, json.loads(output)
-
-
-@pytest.fixture
-def moviedb(three_servers: list[ServerProcess], client_env: Path) -> Moviedb:
-    return Moviedb(three_servers)
 
 
 def test_import_keeps_every_row_stores_or_rejects_it_and_is_idempotent(
