@@ -205,9 +205,15 @@ def main(
     if max_record is None:
         max_record = min(MAX_RECORD_BYTES, max(256, max_line - REQUEST_OVERHEAD))
     elif max_record > max_line - REQUEST_OVERHEAD:
+        largest = max_line - REQUEST_OVERHEAD
+        accepted = (
+            f"at most {largest} with this --max-line"
+            if largest >= 256
+            else f"a --max-line of at least {256 + REQUEST_OVERHEAD} for any record"
+        )
         raise click.BadParameter(
             f"{max_record} does not fit in a request line of --max-line {max_line} bytes "
-            f"(with {REQUEST_OVERHEAD} bytes for the rest of the request)",
+            f"(with {REQUEST_OVERHEAD} bytes for the rest of the request); accepted: {accepted}",
             param_hint="--max-record",
         )
     tokens = _tokens(token_file, host, insecure)
