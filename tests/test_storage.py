@@ -546,3 +546,39 @@ def test_the_kept_counts_equal_the_rows_after_writes_deletes_and_purges(db_path:
         assert (store.count_live(), store.count_entries()) == (live, entries) == (21, 26)
     finally:
         store.close()
+
+
+async def test_checkpoints_run_beside_the_commits_and_keep_the_wal_bounded(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writer's store never checkpoints inside a commit; the Checkpointer thread copies the
+    WAL into the database file after commits, and past WAL_LIMIT frames the writer does it."""
+    from moviedb.server import writer
+    from tests.faultkit import until
+
+    monkeypatch.setattr(writer, "WAL_LIMIT", 50)
+    store = Store(db_path, autocheckpoint=False)
+    assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    checkpointer = writer.Checkpointer(db_path)
+    committer = GroupCommitter(store, asyncio.get_running_loop(), 0, checkpointer=checkpointer)
+    try:
+        for start in range(0, 600, 100):
+            batch = [make(f"Movie {i}", 2000) for i in range(start, start + 100)]
+            await asyncio.gather(*(committer.submit(c) for c in batch))
+        await until(lambda: checkpointer.checkpoints > 0)
+        wal = db_path.with_name(db_path.name + "-wal")
+        frames, copied = store.checkpoint()
+        assert frames == copied  # everything committed is in the database file
+        wal_size, db_size = await asyncio.to_thread(
+            lambda: (wal.stat().st_size, db_path.stat().st_size)
+        )
+        assert wal_size < 8 << 20
+        assert db_size > 100_000  # the movies reached the database file itself
+    finally:
+        await asyncio.to_thread(committer.close)
+        store.close()
+    reopened = Store(db_path)
+    try:
+        assert reopened.count_live() == 600
+    finally:
+        reopened.close()
