@@ -16,7 +16,7 @@ from rich.console import Console
 from moviedb import commands, render
 from moviedb.client.address import parse_address
 from moviedb.client.cluster import Cluster
-from moviedb.client.security import ServerSecurity, read_token_file
+from moviedb.client.security import ServerSecurity
 from moviedb.commands import CommandError
 from moviedb.errors import ConfigError, InvalidAddress, InvalidMovie
 from moviedb.model import ExtraValue, parse_field_value
@@ -674,13 +674,7 @@ def addserver(
         security = ServerSecurity()
     elif token_file or tls or ca or insecure:
         old = session.config.security.get(parse_address(address), ServerSecurity())
-        security = ServerSecurity(
-            read_token_file(token_file) if token_file else old.token,
-            token_file or old.token_file,
-            tls or old.tls,
-            ca or old.ca,
-            insecure or old.insecure,
-        )
+        security = old.updated(token_file=token_file, tls=tls, ca=ca, insecure=insecure)
     change = session.run(
         commands.addserver(session.config, address, timeout=session.timeout, security=security)
     )

@@ -46,6 +46,9 @@ NO_SERVER = 3
 PARTIAL_WRITE = 4
 REFUSED = 5  # a conflict, or a change that needs --yes: nothing was written
 
+EXPORT_FORMATS = ("json", "ndjson", "csv")  # data_commands.export; here so the CLI need not
+# import the data commands to list them
+
 
 class CommandError(Exception):
     """A command cannot run as asked; the message says why and what is accepted."""
@@ -453,7 +456,6 @@ def movie_from_args(
 
 # --- the durable queue of unacknowledged writes ---------------------------------------------------
 
-EXPORT_FORMATS = ("json", "ndjson", "csv")  # data_commands.export
 REPLAY_BUDGET = 0.5  # seconds a command spends, before its own work, delivering queued writes
 
 

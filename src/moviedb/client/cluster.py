@@ -185,9 +185,11 @@ class Cluster:
                 sent = True
                 reply = await connection.request(request)
         except TimeoutError:
-            waited = f"{limit:.2g} s left of this command's {self.timeout:g} s"
-            if budget is None or limit == self.timeout:
-                waited = f"{self.timeout:g} s"
+            waited = (
+                f"{self.timeout:g} s"
+                if limit == self.timeout
+                else f"{limit:.2g} s left of this command's {self.timeout:g} s"
+            )
             raise _Failure(
                 "timeout" if sent else "unreachable",
                 f"no answer within {waited}" if sent else f"could not connect within {waited}",

@@ -50,6 +50,23 @@ class ServerSecurity:
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         return context
 
+    def updated(
+        self,
+        *,
+        token_file: Path | None = None,
+        tls: bool = False,
+        ca: Path | None = None,
+        insecure: bool = False,
+    ) -> ServerSecurity:
+        """These settings with the given ones changed (a new token file is read now)."""
+        return ServerSecurity(
+            read_token_file(token_file) if token_file else self.token,
+            token_file or self.token_file,
+            tls or self.tls,
+            ca or self.ca,
+            insecure or self.insecure,
+        )
+
     def describe(self) -> str:
         parts = []
         if self.uses_tls:

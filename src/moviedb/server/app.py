@@ -123,10 +123,8 @@ class Connection(asyncio.Protocol):
             self._receive(data)
         finally:
             batch, self._batch = self._batch, None
-            if batch and self._transport is not None:
-                out = batch[0] if len(batch) == 1 else b"".join(batch)
-                self._server.state.bytes_out += len(out)
-                self._transport.write(out)
+            if batch:
+                self._send(batch[0] if len(batch) == 1 else b"".join(batch))
             if self._eof:
                 self._close_when_flushed()
 
@@ -230,8 +228,7 @@ class Connection(asyncio.Protocol):
     def _authenticate(self, hello: Hello) -> None:
         tokens = self._server.tokens
         if tokens is None:
-            self._access = Access.READ_WRITE  # a token is not needed, and not checked
-            return
+            return  # a token is not needed, and not checked: the access is read-write already
         assert hello.token is not None
         self._access = tokens.check(hello.token)
         if self._access is None:
@@ -271,9 +268,8 @@ class Connection(asyncio.Protocol):
         if isinstance(reply, bytes) and not self._replies:
             if self._batch is not None:
                 self._batch.append(reply)
-            elif self._transport is not None:
-                self._server.state.bytes_out += len(reply)
-                self._transport.write(reply)
+            else:
+                self._send(reply)
             return
         self._replies.append(reply)
         if isinstance(reply, asyncio.Future):
@@ -295,13 +291,16 @@ class Connection(asyncio.Protocol):
             else:
                 ready.append(head)
             replies.popleft()
-        if ready and self._transport is not None:
-            out = b"".join(ready)
-            self._server.state.bytes_out += len(out)
-            self._transport.write(out)
+        if ready:
+            self._send(b"".join(ready))
         self._update_reading()
         if self._eof:
             self._close_when_flushed()
+
+    def _send(self, data: bytes) -> None:
+        if self._transport is not None:
+            self._server.state.bytes_out += len(data)
+            self._transport.write(data)
 
     def _update_reading(self) -> None:
         transport = self._transport

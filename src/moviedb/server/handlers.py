@@ -164,15 +164,14 @@ def _check_limit(limit: int, request_id: protocol.RequestId) -> None:
 
 
 def handle_get(state: ServerState, request: Get) -> Reply:
-    title = request.title
-    result = state.get_cache.get(title, request.year)
-    if result is None:
+    title, year, cache = request.title, request.year, state.get_cache
+    result = cache.get(title, year)
+    if result is None:  # checked only on a miss: what is cached passed the check
         if not title or title.isspace():
             raise RequestError(protocol.BAD_REQUEST, "title must not be empty", request.id)
-        cache = state.get_cache
-        docs = state.store.get_raw(request.title, request.year)
+        docs = state.store.get_raw(title, year)
         result = _encode(RawCopies([msgspec.Raw(d) for d in docs]))
-        cache.put(request.title, request.year, result)
+        cache.put(title, year, result)
     # encode_ok's bytes, without encoding the envelope around the cached result each time.
     request_id = request.id
     if request_id is None:
