@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from moviedb import model
 from moviedb.errors import InvalidMovie, MoviedbError
 from moviedb.model import (
     KNOWN_FIELDS,
@@ -642,3 +643,17 @@ def test_canonical_bytes_are_deterministic(movie: Movie, random: Any) -> None:
 def test_validated_movie_keeps_its_key(movie: Movie) -> None:
     assert key_of(movie) == movie_key(movie.title, movie.year)
     assert key_of(validate(Movie(title=f"  {movie.title}  ", year=movie.year))) == key_of(movie)
+
+
+@given(st.text(st.characters(max_codepoint=0x7F), max_size=60))
+@settings(max_examples=1000)
+def test_ascii_fold_takes_the_same_steps(title: str) -> None:
+    # fold_title's table for ASCII must give what the step-by-step path gives.
+    assert fold_title(title) == model._fold_unicode(title)
+
+
+def test_ascii_fold_table_covers_every_ascii_character() -> None:
+    every = "".join(chr(c) for c in range(128))
+    assert fold_title(every) == model._fold_unicode(every)
+    for c in range(128):
+        assert fold_title(f"a{chr(c)}b") == model._fold_unicode(f"a{chr(c)}b"), c

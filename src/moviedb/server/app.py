@@ -58,6 +58,9 @@ class Connection(asyncio.Protocol):
         self._server = server
         self._framer = LineFramer(server.limits.max_line)
         self._transport: asyncio.Transport | None = None
+        # asyncio.ensure_future and get_running_loop() make a getpid() system call each time
+        # (CPython checks for a fork): a request's task is made on the loop kept here instead.
+        self._loop = asyncio.get_running_loop()
         self._replies: deque[bytes | asyncio.Future[bytes]] = deque()
         self._last_activity = self._connected_at = time.monotonic()
         self._line_started: float | None = None  # when the unfinished line's first byte came
@@ -157,7 +160,7 @@ class Connection(asyncio.Protocol):
             # every other connection waits. Read no more of this one until the next turn.
             self._yielding = True
             self._update_reading()
-            asyncio.get_running_loop().call_soon(self._end_turn)
+            self._loop.call_soon(self._end_turn)
 
     def _end_turn(self) -> None:
         self._yielding = False
@@ -206,13 +209,13 @@ class Connection(asyncio.Protocol):
         is_write = isinstance(request, WRITE_OPS)
         if last_write is not None and not last_write.done() and not is_write:
             # A connection reads its own writes: this read waits for the write before it.
-            self._reply(asyncio.ensure_future(self._dispatch_after(last_write, request)))
+            self._reply(self._loop.create_task(self._dispatch_after(last_write, request)))
             return
         reply = self._dispatch(request)
         if isinstance(reply, bytes):
             self._reply(reply)
             return
-        future = asyncio.ensure_future(_guarded(reply))
+        future = self._loop.create_task(_guarded(reply))
         if is_write:
             self._last_write = future
         self._reply(future)

@@ -201,6 +201,17 @@ class Purged:
 
 
 Write = Copy | PurgeTombstone
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    """A stored row, as a write transaction reads it before its writes."""
+
+    rowid: int
+    copy: Copy
+    stored_at: float
+
+
 Outcome = Applied | Purged
 
 
@@ -324,13 +335,13 @@ class _IndexChanges:
     which would make a large batch of writes in key order several times slower. Also the
     titles added to and removed from the title index, for the TitleLog once committed."""
 
-    changes: list[tuple[str, int, int, str | None]] = field(default_factory=list)
+    changes: list[tuple[str, int, str | None]] = field(default_factory=list)
     titles_added: list[str] = field(default_factory=list)
     titles_removed: int = 0
 
     def add(self, table: str, rowid: int, words: str | None) -> None:
         """Insert `words` at `rowid`, or delete the row when `words` is None."""
-        self.changes.append((table, rowid, len(self.changes), words))
+        self.changes.append((table, rowid, words))
         if table == "title_words":
             if words is None:
                 self.titles_removed += 1
@@ -338,13 +349,41 @@ class _IndexChanges:
                 self.titles_added.append(words)
 
     def write(self, db: sqlite3.Connection) -> None:
-        # Sorted by table, rowid, then the order they came in (a delete and an insert of one
-        # rowid keep their order).
-        for table, rowid, _, words in sorted(self.changes):
-            if words is None:
-                db.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))
-            else:
-                db.execute(f"INSERT INTO {table} (rowid, words) VALUES (?, ?)", (rowid, words))
+        """Put the net change of every touched row into the indexes: a few statements for the
+        whole transaction (each statement's rows travel as one JSON parameter), not one per
+        row, so that the writer gives up the GIL a few times per commit instead of per write."""
+        existed: dict[tuple[str, int], bool] = {}
+        final: dict[tuple[str, int], str | None] = {}
+        for table, rowid, words in self.changes:
+            # The index holds exactly the live rows, so a row's first change tells whether it
+            # was there: a delete (it was) or an insert (it was not).
+            existed.setdefault((table, rowid), words is None)
+            final[(table, rowid)] = words
+        for table in ("title_words", "director_words"):
+            deletes = sorted(r for (t, r), was in existed.items() if t == table and was)
+            inserts = sorted(
+                (r, words) for (t, r), words in final.items() if t == table and words is not None
+            )
+            if deletes:
+                db.execute(
+                    f"DELETE FROM {table} WHERE rowid IN (SELECT value FROM json_each(?))",
+                    (_encode(deletes),),
+                )
+            if inserts:
+                db.execute(
+                    f"INSERT INTO {table} (rowid, words) SELECT json_extract(value, '$[0]'), "
+                    "json_extract(value, '$[1]') FROM json_each(?) ORDER BY key",
+                    (_encode(inserts),),
+                )
+
+
+# Every touched bucket's digest XORed with its change, in one statement (one step of SQLite
+# instead of one per bucket: see Store.apply).
+_XOR_BUCKETS: Final = (
+    "UPDATE buckets SET digest = (digest | d.x) & ~(digest & d.x) FROM (SELECT "
+    "json_extract(value, '$[0]') AS b, json_extract(value, '$[1]') AS x FROM json_each(?)) AS d "
+    "WHERE buckets.bucket = d.b"
+)
 
 
 class Store:
@@ -657,20 +696,16 @@ class Store:
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
+                rows = self._rows({write.key for write in writes})
                 for write in writes:
                     if isinstance(write, PurgeTombstone):
-                        outcomes.append(self._purge(write, change))
+                        outcomes.append(self._purge(write, rows, change))
                     else:
-                        outcomes.append(self._put(write, change, index))
+                        outcomes.append(self._put(write, rows, change, index))
                 index.write(db)
-                for bucket, xor in change.bucket_xor.items():
-                    if xor:
-                        value = digests.to_signed(xor)
-                        db.execute(
-                            "UPDATE buckets SET digest = (digest | ?) & ~(digest & ?) "
-                            "WHERE bucket = ?",
-                            (value, value, bucket),
-                        )
+                xors = [[b, digests.to_signed(x)] for b, x in change.bucket_xor.items() if x]
+                if xors:
+                    db.execute(_XOR_BUCKETS, (_encode(xors),))
                 for name, delta in (("live", change.live_delta), ("entries", change.entries_delta)):
                     if delta:
                         db.execute(
@@ -691,28 +726,42 @@ class Store:
         self.title_log.record(index.titles_added, index.titles_removed)
         return outcomes, change
 
-    def _stored(self, key: str) -> Copy | None:
-        row = self._db.execute("SELECT doc FROM movies WHERE key = ?", (key,)).fetchone()
-        return None if row is None else _decode_copy(row[0])
+    def _rows(self, keys: set[str]) -> dict[str, _Row | None]:
+        """The stored row of each of `keys` that is stored, in one statement."""
+        found: dict[str, _Row | None] = {}
+        for key, rowid, doc, stored_at in self._db.execute(
+            "SELECT key, rowid, doc, stored_at FROM movies WHERE key IN "
+            "(SELECT value FROM json_each(?))",
+            (_encode(list(keys)),),
+        ):
+            found[key] = _Row(rowid, _decode_copy(doc), stored_at)
+        return found
 
-    def _put(self, copy: Copy, change: Change, index: _IndexChanges) -> Applied:
-        stored = self._stored(copy.key)
+    def _put(
+        self, copy: Copy, rows: dict[str, _Row | None], change: Change, index: _IndexChanges
+    ) -> Applied:
+        row = rows.get(copy.key)
+        stored = None if row is None else row.copy
         decision = decide(stored, copy)
         if decision is Decision.APPLY:
-            rowid = self._db.execute(
+            now = time.time()
+            cursor = self._db.execute(
                 "INSERT INTO movies (key, rev, deleted, doc, bucket, stored_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET rev = excluded.rev, "
-                "deleted = excluded.deleted, doc = excluded.doc, stored_at = excluded.stored_at "
-                "RETURNING rowid",
+                "deleted = excluded.deleted, doc = excluded.doc, stored_at = excluded.stored_at",
                 (
                     copy.key,
                     copy.rev,
                     int(copy.deleted),
                     _encode(copy),
                     digests.bucket_of(copy.key),
-                    time.time(),
+                    now,
                 ),
-            ).fetchall()[0][0]
+            )
+            # An upsert keeps the row (and its rowid) of a stored key.
+            rowid = cursor.lastrowid if row is None else row.rowid
+            assert rowid is not None
+            rows[copy.key] = _Row(rowid, copy, now)
             self._index_for_search(rowid, stored, copy, index)
             change.live_delta += _live(copy) - (stored is not None and _live(stored))
             change.entries_delta += stored is None
@@ -742,16 +791,15 @@ class Store:
             if after is not None:
                 index.add("director_words", rowid, after)
 
-    def _purge(self, purge: PurgeTombstone, change: Change) -> Purged:
-        row = self._db.execute(
-            "SELECT doc, stored_at FROM movies WHERE key = ?", (purge.key,)
-        ).fetchone()
-        stored = None if row is None else _decode_copy(row[0])
-        if stored is None or not stored.deleted or stored.rev != purge.rev:
+    def _purge(self, purge: PurgeTombstone, rows: dict[str, _Row | None], change: Change) -> Purged:
+        row = rows.get(purge.key)
+        stored = None if row is None else row.copy
+        if row is None or stored is None or not stored.deleted or stored.rev != purge.rev:
             return Purged(False, stored)
-        if time.time() - row[1] < purge.min_age:
+        if time.time() - row.stored_at < purge.min_age:
             return Purged(False, stored)  # too recent here: another copy may still be on its way
         self._db.execute("DELETE FROM movies WHERE key = ?", (purge.key,))
+        rows[purge.key] = None
         change.toggle(stored.key, stored.rev)
         change.entries_delta -= 1
         return Purged(True, None)
