@@ -194,6 +194,54 @@ def test_the_index_holds_exactly_the_live_titles_after_any_writes(
         store.close()
 
 
+@settings(max_examples=40, deadline=None)
+@given(steps, st.integers(2, 12))
+def test_writes_in_one_transaction_leave_what_one_transaction_each_leaves(
+    tmp_path_factory: pytest.TempPathFactory, plan: list[tuple[str, int]], batch: int
+) -> None:
+    # The writer commits many writes at once, several of them perhaps to one movie (a put, a
+    # tombstone and a revival; a director changed twice): the rows, the search indexes and
+    # the digests must come out as if each write had been its own transaction.
+    folder = tmp_path_factory.mktemp("batches")
+    one_each, batched = Store(folder / "one.sqlite3"), Store(folder / "batched.sqlite3")
+    try:
+        writes: list[Copy | PurgeTombstone] = []
+        latest: dict[str, Copy] = {}
+        for action, n in plan:
+            title, year = TITLES[n % len(TITLES)], 2000 + n // len(TITLES)
+            key = make(title, year).key
+            current = latest.get(key)
+            if action == "put" or current is None:
+                write: Copy | PurgeTombstone = make(title, year, director=DIRECTORS[n % 5])
+            elif action == "edit":
+                write = edit(current, director=DIRECTORS[(n + 1) % 5], title=title.upper())
+            elif action == "delete":
+                write = tombstone(current)
+            elif action == "revive":
+                write = child([current], current.movie)
+            else:
+                write = PurgeTombstone(current.key, current.rev)
+            writes.append(write)
+            one_each.apply([write])
+            stored = one_each.get_copy(key)
+            if stored is None:
+                latest.pop(key, None)
+            else:
+                latest[key] = stored
+        outcomes = []
+        for start in range(0, len(writes), batch):
+            outcomes += batched.apply(writes[start : start + batch])[0]
+        assert indexed(batched) == live_rows(batched)
+        rows = "SELECT key, rev, deleted, doc FROM movies ORDER BY key"
+        assert batched._db.execute(rows).fetchall() == one_each._db.execute(rows).fetchall()
+        assert batched.bucket_digests() == one_each.bucket_digests()
+        assert batched.count_live() == one_each.count_live()
+        assert batched.count_entries() == one_each.count_entries()
+    finally:
+        one_each.close()
+        batched.close()
+
+
 OLD_LIVE = [make(f"Movie {i}", 1990 + i % 30, director=f"Dir {i % 7}") for i in range(200)]
 OLD_GONE = [tombstone(make(f"Gone {i}", 2000)) for i in range(20)]
 
