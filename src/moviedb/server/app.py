@@ -215,7 +215,11 @@ class Connection(asyncio.Protocol):
         if isinstance(reply, bytes):
             self._reply(reply)
             return
-        future = self._loop.create_task(_guarded(reply))
+        # A future is answered by whoever made it (always with bytes); a coroutine runs as a
+        # task that answers `internal` if it raises.
+        future = (
+            reply if isinstance(reply, asyncio.Future) else self._loop.create_task(_guarded(reply))
+        )
         if is_write:
             self._last_write = future
         self._reply(future)

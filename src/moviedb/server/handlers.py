@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -35,11 +36,20 @@ from moviedb.protocol import (
 from moviedb.server import search
 from moviedb.server.auth import Access
 from moviedb.server.cache import GetCache
-from moviedb.server.storage import Applied, Purged, PurgeTombstone, StorageError, Store
+from moviedb.server.storage import (
+    Applied,
+    Outcome,
+    Purged,
+    PurgeTombstone,
+    StorageError,
+    Store,
+)
 from moviedb.server.writer import GroupCommitter
 from moviedb.versions import HISTORY_LIMIT, Copy
 
 _REV: Final = re.compile(r"[1-9][0-9]{0,9}-[0-9a-f]{16}")
+
+log = logging.getLogger("moviedb.server")
 
 
 @functools.cache
@@ -130,13 +140,15 @@ def handle_purge(state: ServerState, request: Purge) -> Reply:
         raise RequestError(protocol.BAD_REQUEST, "rev must look like N-<16 hex>", request.id)
     if not 0 <= request.min_age < float("inf"):
         raise RequestError(protocol.BAD_REQUEST, "min_age must be 0 or more seconds", request.id)
-    return _purge(state, request)
+    # Every write is queued for the writer here, as its request is read, never later from a
+    # task: a connection's writes must reach the writer in the order they were sent.
+    purge = state.committer.submit(PurgeTombstone(request.key, request.rev, request.min_age))
+    return _purge(request, purge)
 
 
-async def _purge(state: ServerState, request: Purge) -> bytes:
+async def _purge(request: Purge, purge: asyncio.Future[Outcome]) -> bytes:
     try:
-        purge = PurgeTombstone(request.key, request.rev, request.min_age)
-        outcome = await state.committer.submit(purge)
+        outcome = await purge
     except StorageError as exc:
         return protocol.encode_error(request.id, protocol.STORAGE_ERROR, str(exc))
     assert isinstance(outcome, Purged)
@@ -234,12 +246,14 @@ def handle_put_batch(state: ServerState, request: PutBatch) -> Reply:
             checked.append(f"{exc.code}: {exc.message}")
         else:
             checked.append(copy)
-    return _put_batch(state, request, checked)
-
-
-async def _put_batch(state: ServerState, request: PutBatch, checked: list[Copy | str]) -> bytes:
-    # Submitted together, the writes reach the writer thread together: one transaction.
+    # Queued together (and now, see handle_purge), the writes reach the writer together.
     futures = [state.committer.submit(c) for c in checked if not isinstance(c, str)]
+    return _put_batch(request, checked, futures)
+
+
+async def _put_batch(
+    request: PutBatch, checked: list[Copy | str], futures: list[asyncio.Future[Outcome]]
+) -> bytes:
     try:
         outcomes = iter(await asyncio.gather(*futures))
     except StorageError as exc:
@@ -261,17 +275,25 @@ def handle_put(state: ServerState, request: Put) -> Reply:
     except RequestError as exc:
         exc.request_id = request.id
         raise
-    return _put(state, request)
+    # The busiest write path: the writer's delivery answers it directly (see submit_then).
+    reply: asyncio.Future[bytes] = state.committer.loop.create_future()
+    state.committer.submit_then(request.copy, functools.partial(_answer_put, reply, request.id))
+    return reply
 
 
-async def _put(state: ServerState, request: Put) -> bytes:
-    try:
-        outcome = await state.committer.submit(request.copy)
-    except StorageError as exc:
-        return protocol.encode_error(request.id, protocol.STORAGE_ERROR, str(exc))
-    assert isinstance(outcome, Applied)
-    result = protocol.PutResult(status=outcome.decision.value, current=outcome.current)
-    return protocol.encode_ok(request.id, result)
+def _answer_put(
+    reply: asyncio.Future[bytes], request_id: protocol.RequestId, outcome: Outcome | Exception
+) -> None:
+    if isinstance(outcome, StorageError):
+        answer = protocol.encode_error(request_id, protocol.STORAGE_ERROR, str(outcome))
+    elif isinstance(outcome, Applied):
+        result = protocol.PutResult(status=outcome.decision.value, current=outcome.current)
+        answer = protocol.encode_ok(request_id, result)
+    else:
+        log.error("a put failed: %r", outcome)
+        answer = protocol.encode_error(request_id, protocol.INTERNAL, "internal error; see log")
+    if not reply.done():
+        reply.set_result(answer)
 
 
 def handle_search(state: ServerState, request: Search) -> Reply:

@@ -12,6 +12,7 @@ import queue
 import sqlite3
 import threading
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -21,7 +22,9 @@ from moviedb.server.storage import Change, Outcome, Store, Write
 MAX_BATCH: Final = 1000
 log = logging.getLogger("moviedb.server")
 
-_Pending = tuple[Write, "asyncio.Future[Outcome]"]
+# Told a write's outcome (or the exception that failed its commit) on the event loop.
+Done = Callable[[Outcome | Exception], None]
+_Pending = tuple[Write, Done]
 
 
 # Past this many frames in the WAL (about 40 MB of 4 KiB pages) the writer checkpoints itself
@@ -81,7 +84,7 @@ class GroupCommitter:
     ) -> None:
         self._store = store
         self._checkpointer = checkpointer
-        self._loop = loop
+        self.loop = loop  # where outcomes are delivered
         self._queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="moviedb-writer", daemon=True)
         self.live_count = live_count
@@ -96,9 +99,15 @@ class GroupCommitter:
         self._thread.start()
 
     def submit(self, write: Write) -> asyncio.Future[Outcome]:
-        future: asyncio.Future[Outcome] = self._loop.create_future()
-        self._queue.put((write, future))
+        future: asyncio.Future[Outcome] = self.loop.create_future()
+        self._queue.put((write, partial(_settle, future)))
         return future
+
+    def submit_then(self, write: Write, done: Done) -> None:
+        """Queue a write and call `done` on the event loop with its outcome, once committed
+        (or with the exception that failed the commit). No future, no task: the server
+        answers a put from here, with no turn of the loop in between."""
+        self._queue.put((write, done))
 
     def _run(self) -> None:
         while True:
@@ -124,9 +133,9 @@ class GroupCommitter:
         try:
             outcomes, change = self._store.apply([write for write, _ in batch])
         except Exception as exc:  # every waiting write must hear about it
-            self._loop.call_soon_threadsafe(_fail_all, batch, exc)
+            self.loop.call_soon_threadsafe(_fail_all, batch, exc)
             return
-        self._loop.call_soon_threadsafe(self._deliver, batch, outcomes, change)
+        self.loop.call_soon_threadsafe(self._deliver, batch, outcomes, change)
         checkpointer = self._checkpointer
         if checkpointer is not None:
             if checkpointer.wal_frames > WAL_LIMIT:
@@ -146,9 +155,8 @@ class GroupCommitter:
         self.writes += len(batch)
         if self.on_commit is not None:
             self.on_commit([write.key for write, _ in batch])
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if not future.done():
-                future.set_result(outcome)
+        for (_, done), outcome in zip(batch, outcomes, strict=True):
+            _tell(done, outcome)
 
     def close(self) -> None:
         """Commit what is queued, then stop the thread (blocking: call from a worker thread)."""
@@ -159,6 +167,21 @@ class GroupCommitter:
 
 
 def _fail_all(batch: list[_Pending], exc: Exception) -> None:
-    for _, future in batch:
-        if not future.done():
-            future.set_exception(exc)
+    for _, done in batch:
+        _tell(done, exc)
+
+
+def _tell(done: Done, result: Outcome | Exception) -> None:
+    try:
+        done(result)
+    except Exception:  # one broken callback must not keep the others from their answers
+        log.exception("delivering a write's outcome failed")
+
+
+def _settle(future: asyncio.Future[Outcome], result: Outcome | Exception) -> None:
+    if future.done():
+        return
+    if isinstance(result, Exception):
+        future.set_exception(result)
+    else:
+        future.set_result(result)
