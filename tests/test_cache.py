@@ -4,6 +4,7 @@ write (checked against a real server over TCP)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 from pathlib import Path
 
@@ -11,12 +12,14 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from moviedb import protocol
 from moviedb.client.address import Address
 from moviedb.client.cluster import Cluster, WriteStatus
 from moviedb.model import Movie, fold_title, validate
 from moviedb.server.app import MoviedbServer
 from moviedb.server.cache import GetCache
 from moviedb.versions import Copy, child, first_copy
+from tests.test_server import connect
 
 
 def test_entries_are_dropped_by_folded_title() -> None:
@@ -88,4 +91,53 @@ async def test_a_cached_get_never_outlives_an_acknowledged_write(tmp_path: Path)
     finally:
         for cluster in (writer, *readers):
             await cluster.aclose()
+        await server.stop()
+
+
+async def test_the_get_shortcut_answers_what_the_general_path_answers(tmp_path: Path) -> None:
+    """A cached `get` alone on a read is answered before framing and dispatch, and one in a
+    pipeline before dispatch: the same bytes as a miss, counted alike."""
+    server = MoviedbServer(tmp_path / "db.sqlite3")
+    await server.start("127.0.0.1", [0])
+    try:
+        async with connect(server.port) as client:
+            alien = first_copy(validate(Movie("Alien", 1979, director="Ridley Scott")))
+            client.send(protocol.encode_request(protocol.Put(copy=alien, id=1)))
+            assert (await client.reply())["ok"]
+            get = protocol.encode_request(protocol.Get(title="ALIEN", year=1979, id="g"))
+            answers = []
+            for pipeline in (1, 1, 2):  # a miss, a hit alone, two hits in one write
+                client.send(get * pipeline)
+                answers += [await client.reader.readline() for _ in range(pipeline)]
+            assert len(set(answers)) == 1
+            (copy,) = json.loads(answers[0])["result"]["copies"]
+            assert copy["rev"] == alien.rev
+        cache = server.state.get_cache
+        assert (cache.misses, cache.hits, server.state.counters["get"]) == (1, 3, 4)
+    finally:
+        await server.stop()
+
+
+async def test_a_get_right_behind_a_write_of_its_connection_sees_it(tmp_path: Path) -> None:
+    """The write is still on its way to the disk when the get arrives (in a read of its own,
+    where the shortcut looks first) and the cache still holds the title as the get before the
+    write left it: the get waits for the write instead of taking the cached copy."""
+    server = MoviedbServer(tmp_path / "db.sqlite3")
+    await server.start("127.0.0.1", [0])
+    try:
+        async with connect(server.port) as client:
+            current = first_copy(validate(Movie("Alien", 1979, rating=0.0)))
+            get = protocol.encode_request(protocol.Get(title="Alien", year=1979))
+            for step in range(30):
+                if step:
+                    edited = validate(msgspec.structs.replace(current.movie, rating=step % 10))
+                    current = child([current], edited)
+                client.send(protocol.encode_request(protocol.Put(copy=current)))
+                await client.writer.drain()
+                client.send(get)
+                put_reply, get_reply = await client.replies(2)
+                assert put_reply["result"]["status"] == "applied"
+                assert [c["rev"] for c in get_reply["result"]["copies"]] == [current.rev]
+        assert len(server.state.get_cache) == 1  # the title was cached all along
+    finally:
         await server.stop()

@@ -20,7 +20,7 @@ import pytest
 import trustme
 from click.testing import CliRunner
 
-from moviedb import commands
+from moviedb import commands, protocol
 from moviedb.cli import cli
 from moviedb.client.address import Address
 from moviedb.client.cluster import Cluster, ReadStatus, WriteStatus
@@ -632,3 +632,28 @@ def test_addserver_keeps_the_token_when_only_tls_changes(client_env: Path, tmp_p
     assert (kept.token, kept.tls) == (WRITER_TOKEN, True)
     doc, _ = cli_json("addserver", "127.0.0.1:1", "--plain")
     assert Address(HOST, 1) not in load(client_env).security
+
+
+async def test_a_cached_get_is_not_answered_before_the_token(token_server: MoviedbServer) -> None:
+    """The server's shortcut for cached gets checks the connection's token like every request."""
+    get = protocol.encode_request(protocol.Get(title="Alien", id=2))
+    reader, writer = await asyncio.open_connection(HOST, token_server.port)
+    try:
+        hello = protocol.encode_request(protocol.Hello(token=WRITER_TOKEN, id=1))
+        writer.write(hello + get)
+        await reader.readline()
+        await reader.readline()
+        writer.write(get)  # cached now (a miss above), and alone on its read: the shortcut
+        await reader.readline()
+        assert token_server.state.get_cache.hits == 1
+    finally:
+        writer.close()
+    reader, writer = await asyncio.open_connection(HOST, token_server.port)
+    try:
+        writer.write(get)
+        reply = json.loads(await reader.readline())
+        assert reply["error"]["code"] == "unauthorized"
+        assert await reader.read() == b""  # and closed
+        assert token_server.state.get_cache.hits == 1
+    finally:
+        writer.close()

@@ -38,6 +38,11 @@ class GetCache:
         self.hits += 1
         return entry[1]
 
+    def peek(self, title: str, year: int | None) -> bytes | None:
+        """What get() returns, without counting a hit or a miss."""
+        entry = self._entries.get((title, year))
+        return None if entry is None else entry[1]
+
     def put(self, title: str, year: int | None, result: bytes) -> None:
         if len(result) > self.max_bytes // 64:
             return  # a title with very many remakes: not worth the room

@@ -184,8 +184,24 @@ def handle_get(state: ServerState, request: Get) -> Reply:
         docs = state.store.get_raw(title, year)
         result = _encode(RawCopies([msgspec.Raw(d) for d in docs]))
         cache.put(title, year, result)
+    return _get_reply(request.id, result)
+
+
+def cached_get(state: ServerState, request: Get) -> bytes | None:
+    """The reply to a `get` whose result is cached, counted as dispatch counts it; None on a
+    miss (then dispatch answers it)."""
+    cache = state.get_cache
+    result = cache.peek(request.title, request.year)
+    if result is None:
+        return None
+    cache.hits += 1
+    counters = state.counters
+    counters["get"] = counters.get("get", 0) + 1
+    return _get_reply(request.id, result)
+
+
+def _get_reply(request_id: protocol.RequestId, result: bytes) -> bytes:
     # encode_ok's bytes, without encoding the envelope around the cached result each time.
-    request_id = request.id
     if request_id is None:
         return b'{"ok":true,"result":' + result + b"}\n"
     return b'{"ok":true,"id":' + _encode(request_id) + b',"result":' + result + b"}\n"
