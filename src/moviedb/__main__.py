@@ -1,5 +1,5 @@
 """`python -m moviedb` is the `moviedb` command."""
 
-from moviedb.cli import main
+from moviedb.launcher import main
 
 main()

@@ -27,6 +27,16 @@ from moviedb.client.reconcile import FieldDiff, Group, MovieView, field_differen
 from moviedb.client.security import ServerSecurity
 from moviedb.client.sync import Difference, Plan, Progress, diff, plan
 from moviedb.errors import ServerUnavailable
+
+# Exit codes (README, "Exit codes"), CommandError and get live apart (see exits.py, reads.py)
+# and are re-exported here, where the CLI and the shell find every command.
+from moviedb.exits import NO_SERVER as NO_SERVER
+from moviedb.exits import NOT_FOUND as NOT_FOUND
+from moviedb.exits import OK as OK
+from moviedb.exits import PARTIAL_WRITE as PARTIAL_WRITE
+from moviedb.exits import REFUSED as REFUSED
+from moviedb.exits import USAGE as USAGE
+from moviedb.exits import CommandError as CommandError
 from moviedb.model import (
     KNOWN_FIELDS,
     ExtraValue,
@@ -36,88 +46,14 @@ from moviedb.model import (
     validate,
     with_changes,
 )
+from moviedb.reads import GetOutcome as GetOutcome
+from moviedb.reads import Repair as Repair
+from moviedb.reads import get as get
+from moviedb.reads import require_title
 from moviedb.versions import Copy, child, first_copy
-
-# Exit codes (README, "Exit codes").
-OK = 0
-NOT_FOUND = 1
-USAGE = 2
-NO_SERVER = 3
-PARTIAL_WRITE = 4
-REFUSED = 5  # a conflict, or a change that needs --yes: nothing was written
 
 EXPORT_FORMATS = ("json", "ndjson", "csv")  # data_commands.export; here so the CLI need not
 # import the data commands to list them
-
-
-class CommandError(Exception):
-    """A command cannot run as asked; the message says why and what is accepted."""
-
-    def __init__(self, message: str, exit_code: int = USAGE) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
-
-
-# --- get ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Repair:
-    """One stale movie brought up to date by `get --repair`."""
-
-    view: MovieView
-    copy: Copy
-    results: list[WriteResult]
-
-
-@dataclass(frozen=True)
-class GetOutcome:
-    title: str
-    year: int | None
-    results: list[ReadResult]
-    movies: list[MovieView]  # movies some server holds undeleted (deleted ones with stale copies)
-    repairs: list[Repair] = field(default_factory=list)
-    suggestions: list[str] = field(default_factory=list)  # closest titles, when none matched
-
-    @property
-    def exit_code(self) -> int:
-        if not any(r.answered for r in self.results):
-            return NO_SERVER
-        return OK if any(not v.deleted for v in self.movies) else NOT_FOUND
-
-
-async def get(
-    cluster: Cluster,
-    title: str,
-    year: int | None = None,
-    *,
-    repair: bool = False,
-    queue: WriteQueue | None = None,
-) -> GetOutcome:
-    """Every server's copies of TITLE; with `repair`, stale and missing copies are replaced by
-    the newest version (a conflict is never decided)."""
-    _require_title(title)
-    results = await cluster.get(title, year)
-    views = [v for v in reconcile(results) if v.live]
-    repairs: list[Repair] = []
-    if repair:
-        for view in views:
-            newest = view.newest
-            if newest is None or view.agree:
-                continue
-            targets = [s for g in view.groups if g.copy.rev != newest.rev for s in g.servers]
-            targets += view.missing
-            written = await cluster.put({server: newest for server in targets})
-            await _queue_unacknowledged(
-                queue, {r.server: newest for r in written}, written, now=cluster.clock()
-            )
-            repairs.append(Repair(view, newest, written))
-    return GetOutcome(title, year, results, views, repairs)
-
-
-def _require_title(title: str) -> None:
-    if not title.strip():
-        raise CommandError("title: must not be empty")
 
 
 # --- writes: add and edit -------------------------------------------------------------------------
@@ -170,7 +106,7 @@ def _conflict_message(view: MovieView) -> str:
     )
 
 
-async def _queue_unacknowledged(
+async def queue_unacknowledged(
     queue: WriteQueue | None,
     copies: dict[Address, Copy],
     results: Sequence[WriteResult],
@@ -193,7 +129,7 @@ async def _write_everywhere(
 ) -> list[WriteResult]:
     copies = {address: copy for address in cluster.servers}
     results = await cluster.put(copies)
-    await _queue_unacknowledged(queue, copies, results, now=cluster.clock())
+    await queue_unacknowledged(queue, copies, results, now=cluster.clock())
     return results
 
 
@@ -250,7 +186,7 @@ async def edit(
 ) -> WriteOutcome:
     """Apply changes to the newest copy and write it everywhere: updated where present,
     added where missing."""
-    _require_title(title)
+    require_title(title)
     if not changes and not unset:
         raise CommandError("edit needs at least one --set FIELD=VALUE or --unset FIELD")
     results = await cluster.get(title, year)
@@ -546,7 +482,7 @@ async def sync(
             )
     difference: Difference | None = None
     if title is not None:
-        _require_title(title)
+        require_title(title)
         results = await cluster.get(title, year)
         answered = [r for r in results if r.answered]
         if not answered:
@@ -662,7 +598,7 @@ class Proposal:
 
 
 async def _read_one(cluster: Cluster, title: str, year: int | None) -> MovieView:
-    _require_title(title)
+    require_title(title)
     results = await cluster.get(title, year)
     if not any(r.answered for r in results):
         raise CommandError("no server answered; nothing was written", NO_SERVER)

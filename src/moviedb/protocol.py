@@ -7,7 +7,6 @@ See docs/protocol.md.
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -346,6 +345,8 @@ def is_loopback(host: str) -> bool:
     server may listen without a token, and a client may send one without TLS."""
     if host == "localhost":
         return True
+    import ipaddress  # here: most commands never ask (see launcher.py)
+
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:

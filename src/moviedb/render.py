@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO, cast
 
-import msgspec
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from moviedb import getview
 from moviedb.client.address import Address
-from moviedb.client.cluster import ReadResult, ReadStatus, ServerInfo, WriteResult, WriteStatus
+from moviedb.client.cluster import ServerInfo, WriteResult
 from moviedb.client.queue import ReplayReport
 from moviedb.client.reconcile import FieldDiff, MovieView
 from moviedb.client.sync import Progress
@@ -32,140 +31,54 @@ from moviedb.commands import (
     SyncOutcome,
     WriteOutcome,
 )
-from moviedb.model import KNOWN_FIELDS, field_values
+from moviedb.getview import (
+    STATUS_STYLE,
+    copy_json,
+    record_rows,
+    servers_text,
+    value_text,
+    view_json,
+)
+from moviedb.getview import diff_json as _diff_json
+from moviedb.getview import get_json as get_json
+from moviedb.getview import print_json as print_json
+from moviedb.getview import write_result_json as _write_result_json
 from moviedb.versions import Copy
 
 if TYPE_CHECKING:  # the data commands are imported only by the commands that run them
     from moviedb.data_commands import ExportOutcome, ImportOutcome, LegacyOutcome, SearchOutcome
-
-STATUS_STYLE = {
-    "found": "green",
-    "applied": "green",
-    "unchanged": "green",
-    "up": "green",
-    "missing": "yellow",
-    "stale": "yellow",
-    "agree": "green",
-    "conflict": "bold red",
-    "unknown": "magenta",
-    "timeout": "magenta",
-    "unreachable": "red",
-    "down": "red",
-    "error": "red",
-}
 
 
 def _styled(status: str) -> Text:
     return Text(status, style=STATUS_STYLE.get(status, ""))
 
 
-def _servers(servers: list[Address]) -> str:
-    return ", ".join(map(str, servers))
-
-
-def _value(value: Any) -> str:
-    if value is None:
-        return "—"
-    if isinstance(value, list):
-        return ", ".join(map(str, value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
 def _unreachable_json(unreachable: dict[Address, str]) -> list[dict[str, str]]:
     return [{"server": str(s), "error": e} for s, e in unreachable.items()]
-
-
-def print_json(document: dict[str, Any]) -> None:
-    """A JSON document on stdout, plain (no colour), for scripts."""
-    print(json.dumps(document, ensure_ascii=False, indent=2))
 
 
 def print_error(console: Console, message: str) -> None:
     console.print(f"[bold red]error:[/] {escape(message)}")
 
 
+def _lines(console: Console) -> getview.Lines:
+    """The console's stream, coloured when rich would colour it, for getview's plain lines."""
+    return getview.Lines(cast(TextIO, console.file), console.color_system is not None)
+
+
+def render_view(console: Console, view: MovieView) -> None:
+    getview.render_view(_lines(console), view)
+
+
+def render_get(console: Console, outcome: GetOutcome) -> None:
+    getview.render_get(_lines(console), outcome)
+
+
+def _print_write_result(console: Console, result: WriteResult) -> None:
+    getview.write_result_line(_lines(console), result)
+
+
 # --- JSON documents -------------------------------------------------------------------------------
-
-
-def copy_json(copy: Copy) -> dict[str, Any]:
-    doc: dict[str, Any] = msgspec.to_builtins(copy.movie)
-    doc.setdefault("year", None)
-    doc["rev"] = copy.rev
-    doc["deleted"] = copy.deleted
-    return doc
-
-
-def _diff_json(diffs: list[FieldDiff]) -> list[dict[str, Any]]:
-    return [
-        {
-            "field": d.field,
-            "values": [{"value": v, "servers": list(map(str, s))} for v, s in d.values],
-        }
-        for d in diffs
-    ]
-
-
-def _read_status(result: ReadResult) -> str:
-    """A server holding only tombstones of what was asked for does not have it: `missing`."""
-    if result.status is ReadStatus.FOUND and all(c.deleted for c in result.copies):
-        return ReadStatus.MISSING.value
-    return result.status.value
-
-
-def _read_json(result: ReadResult) -> dict[str, Any]:
-    doc: dict[str, Any] = {
-        "server": str(result.server),
-        "status": _read_status(result),
-        "movies": [copy_json(c) for c in result.copies if not c.deleted],
-    }
-    if result.error:
-        doc["error"] = result.error
-    return doc
-
-
-def view_json(view: MovieView) -> dict[str, Any]:
-    return {
-        "title": view.title,
-        "year": view.year,
-        "state": view.state,
-        "agree": view.agree,
-        "deleted": view.deleted,
-        "versions": [
-            {"servers": list(map(str, g.servers)), **copy_json(g.copy)} for g in view.groups
-        ],
-        "missing": list(map(str, view.missing)),
-        "differences": _diff_json(view.differences),
-    }
-
-
-def get_json(outcome: GetOutcome) -> dict[str, Any]:
-    return {
-        "query": {"title": outcome.title, "year": outcome.year},
-        "servers": [_read_json(r) for r in outcome.results],
-        "movies": [view_json(v) for v in outcome.movies],
-        "suggestions": outcome.suggestions,
-        "repairs": [
-            {
-                "title": r.copy.movie.title,
-                "year": r.copy.movie.year,
-                "rev": r.copy.rev,
-                "servers": [_write_result_json(w) for w in r.results],
-            }
-            for r in outcome.repairs
-        ],
-        "exit_code": outcome.exit_code,
-    }
-
-
-def _write_result_json(result: WriteResult) -> dict[str, Any]:
-    doc: dict[str, Any] = {"server": str(result.server), "status": result.status.value}
-    if result.current is not None:
-        doc["current"] = copy_json(result.current)
-    if result.error:
-        doc["error"] = result.error
-    return doc
 
 
 def write_json(outcome: WriteOutcome) -> dict[str, Any]:
@@ -335,91 +248,6 @@ def config_change_json(change: ConfigChange) -> dict[str, Any]:
 # --- for people -----------------------------------------------------------------------------------
 
 
-def _status_line(results: list[ReadResult]) -> Text:
-    line = Text("servers: ", style="dim")
-    for i, result in enumerate(results):
-        if i:
-            line.append(", ")
-        line.append(f"{result.server} ")
-        line.append_text(_styled(_read_status(result)))
-        if result.error and result.status is not ReadStatus.MISSING:
-            line.append(f" ({result.error})", style="dim")
-    return line
-
-
-def _record_rows(copy: Copy) -> list[tuple[str, str]]:
-    if copy.deleted:
-        return [("deleted", "yes")]
-    return [(name, _value(value)) for name, value in field_values(copy.movie).items()]
-
-
-def render_view(console: Console, view: MovieView) -> None:
-    year = f" ({view.year})" if view.year is not None else ""
-    held = sum(len(g.servers) for g in view.groups)
-    header = Text(f"{view.title}{year}", style="bold")
-    header.append(" — ")
-    header.append_text(_styled(view.state))
-    header.append(f" on {held} server{'s' if held != 1 else ''}")
-    if view.missing:
-        header.append(f"; missing on {_servers(view.missing)}", style="yellow")
-    console.print(header)
-    if len(view.groups) == 1:
-        table = Table(show_header=False, box=None, padding=(0, 2, 0, 2))
-        table.add_column(style="cyan")
-        table.add_column()
-        for name, value in _record_rows(view.groups[0].copy):
-            if name not in ("title",):
-                table.add_row(name, value)
-        table.add_row("servers", _servers(view.groups[0].servers), style="dim")
-        console.print(table)
-        return
-    table = Table(box=None, padding=(0, 2, 0, 2), header_style="bold")
-    table.add_column("field", style="cyan")
-    for group in view.groups:
-        table.add_column(f"{_servers(group.servers)}\n{group.copy.rev[:10]}")
-    differing = {d.field for d in view.differences}
-    values = [
-        {"deleted": "yes", **field_values(g.copy.movie)}
-        if g.copy.deleted
-        else field_values(g.copy.movie)
-        for g in view.groups
-    ]
-    names = [n for n in ("deleted", *KNOWN_FIELDS) if any(n in v for v in values)]
-    names += sorted({n for v in values for n in v} - set(names))
-    for name in names:
-        style = "bold yellow" if name in differing else "dim"
-        table.add_row(name, *(_value(v.get(name)) for v in values), style=style)
-    console.print(table)
-
-
-def render_get(console: Console, outcome: GetOutcome) -> None:
-    if not outcome.movies:
-        answered = any(r.answered for r in outcome.results)
-        what = f"{outcome.title!r}" + (f" ({outcome.year})" if outcome.year else "")
-        if answered:
-            console.print(f"[yellow]not found:[/] {escape(what)} is on no reachable server")
-            if outcome.suggestions:
-                console.print("did you mean: " + escape("; ".join(outcome.suggestions)))
-        else:
-            print_error(console, "no server answered")
-    for view in outcome.movies:
-        render_view(console, view)
-        if view.deleted:
-            console.print(
-                "  deleted; the servers above that still hold it have an older copy "
-                "(`get --repair` or `sync` spreads the delete)",
-                style="yellow",
-            )
-        console.print()
-    for repair in outcome.repairs:
-        movie = repair.copy.movie
-        year = f" ({movie.year})" if movie.year is not None else ""
-        console.print(f"repaired [bold]{escape(movie.title)}{year}[/] to {repair.copy.rev}:")
-        for result in repair.results:
-            _print_write_result(console, result)
-    console.print(_status_line(outcome.results))
-
-
 def _diff_table(diffs: list[FieldDiff], labels: tuple[str, str]) -> Table:
     table = Table(box=None, padding=(0, 2, 0, 2), header_style="bold")
     table.add_column("field", style="cyan")
@@ -428,7 +256,7 @@ def _diff_table(diffs: list[FieldDiff], labels: tuple[str, str]) -> Table:
     for diff in diffs:
         before = next((v for v, s in diff.values if s), None)
         after = next((v for v, s in diff.values if not s), None)
-        table.add_row(diff.field, _value(before), _value(after))
+        table.add_row(diff.field, value_text(before), value_text(after))
     return table
 
 
@@ -440,7 +268,7 @@ def render_write(console: Console, outcome: WriteOutcome) -> None:
         table = Table(show_header=False, box=None, padding=(0, 2, 0, 2))
         table.add_column(style="cyan")
         table.add_column()
-        for name, value in _record_rows(outcome.copy):
+        for name, value in record_rows(outcome.copy):
             table.add_row(name, value)
         if not outcome.copy.deleted:
             console.print(table)
@@ -458,24 +286,12 @@ def render_write(console: Console, outcome: WriteOutcome) -> None:
         _print_write_result(console, result)
 
 
-def _print_write_result(console: Console, result: WriteResult) -> None:
-    line = Text(f"  {result.server} ")
-    line.append_text(_styled(result.status.value))
-    if result.error:
-        line.append(f" ({result.error})", style="dim")
-    if result.status in (WriteStatus.STALE, WriteStatus.CONFLICT) and result.current:
-        line.append(f" (holds {result.current.rev})", style="dim")
-    if result.status in (WriteStatus.UNREACHABLE, WriteStatus.UNKNOWN, WriteStatus.ERROR):
-        line.append(" — queued; delivered when the server answers (see `pending`)", style="dim")
-    console.print(line)
-
-
 def render_catalog_row(console: Console, row: CatalogRow) -> None:
     year = f" ({row.year})" if row.year is not None else ""
     line = Text(f"{row.title}{year}", style="bold")
     line.append("  ")
     line.append_text(_styled("agree") if row.agree else Text("differs", style="yellow"))
-    line.append(f"  {_servers(row.servers)}", style="dim")
+    line.append(f"  {servers_text(row.servers)}", style="dim")
     console.print(line, highlight=False)
 
 
@@ -674,7 +490,7 @@ def render_proposal(console: Console, proposal: Proposal) -> None:
     table = Table(show_header=False, box=None, padding=(0, 2, 0, 2))
     table.add_column(style="cyan")
     table.add_column()
-    for name, value in _record_rows(copy):
+    for name, value in record_rows(copy):
         table.add_row(name, value)
     console.print(table)
 
@@ -688,7 +504,7 @@ def choose_fields(console: Console, view: MovieView) -> tuple[str, ...]:
     for diff in view.differences:
         console.print(f"[cyan]{diff.field}[/]:")
         for i, (value, servers) in enumerate(diff.values, start=1):
-            console.print(f"  {i}) {escape(_value(value))}  [dim]{_servers(servers)}[/]")
+            console.print(f"  {i}) {escape(value_text(value))}  [dim]{servers_text(servers)}[/]")
         choice = click.prompt(
             f"keep which {diff.field}?", type=click.IntRange(1, len(diff.values)), default=1
         )

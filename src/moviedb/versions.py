@@ -8,7 +8,6 @@ two copies can be compared without a clock: same, newer, older, or in conflict.
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Final
 
@@ -52,6 +51,8 @@ def generation(rev: str) -> int:
 
 
 def _revision(parents: Sequence[str], movie: Movie, deleted: bool) -> str:
+    import hashlib  # here: a command that only reads never needs it (see launcher.py)
+
     digest = hashlib.blake2b(digest_size=8)
     for parent in sorted(parents):
         digest.update(parent.encode())

@@ -6,12 +6,9 @@ Found at `--config PATH`, else `$MOVIEDB_CONFIG`, else the platform's user confi
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-import tomli_w
+from typing import Any, Final
 
 from moviedb.client.address import Address, parse_address
 from moviedb.client.security import PLAIN, ServerSecurity, read_token_file
@@ -27,6 +24,9 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     import platformdirs  # 4 ms, and not needed when the environment names the file
 
     return platformdirs.user_config_path("moviedb") / "config.toml"
+
+
+QUEUE_FILE: Final = "queue.sqlite3"  # in state_dir(): the writes waiting for servers
 
 
 def state_dir() -> Path:
@@ -73,11 +73,15 @@ class Config:
 def load(path: Path) -> Config:
     """Read the config; a missing file is an empty server list."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return Config(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {path}: {exc}") from None
+    import tomllib  # here: a command given --servers and no config file never parses TOML
+
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path} is not valid TOML: {exc}") from None
     entries = data.get("servers", [])
@@ -151,6 +155,8 @@ def save(config: Config) -> None:
     if config.timeout is not None:
         data["timeout"] = config.timeout
     data["servers"] = [_entry(a, config.security.get(a, PLAIN)) for a in config.servers]
+    import tomli_w  # only commands that change the server list write the config
+
     text = "# moviedb client configuration\n" + tomli_w.dumps(data)
     tmp = config.path.with_name(config.path.name + ".tmp")
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import os
 import ssl
 from collections import deque
 from typing import Final
@@ -90,7 +91,9 @@ class Connection:
             except ssl.SSLError as exc:
                 raise NotSent(f"{self.address}: TLS handshake failed ({exc.reason})") from None
             except OSError as exc:
-                raise NotSent(f"{self.address}: cannot connect ({exc.strerror or exc})") from None
+                # The system's words for the errno: event loops word their own messages apart.
+                reason = os.strerror(exc.errno) if exc.errno else exc.strerror or exc
+                raise NotSent(f"{self.address}: cannot connect ({reason})") from None
             self._writer = writer
             self._reader_task = asyncio.create_task(self._read_replies(reader))
             if self.security.token is not None:

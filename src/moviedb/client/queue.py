@@ -22,10 +22,10 @@ import msgspec
 
 from moviedb.client.address import Address
 from moviedb.client.cluster import Cluster, WriteResult, WriteStatus
-from moviedb.client.config import state_dir
+from moviedb.client.config import QUEUE_FILE, state_dir
 from moviedb.versions import Copy, Relation, compare
 
-FILE_NAME: Final = "queue.sqlite3"
+FILE_NAME: Final = QUEUE_FILE
 BUSY_TIMEOUT: Final = 30.0  # seconds another client process may hold the write lock
 
 State = Literal["queued", "conflict"]

@@ -1,0 +1,172 @@
+"""The `moviedb` command's entry point: a plain one-shot `get` runs here, everything else in
+cli.py.
+
+`moviedb get TITLE` is what scripts run most, each time in a new process, so its cost is
+mostly imports: click, rich and every other command's modules (commands.py, the queue, sync)
+take about twice as long as Python and asyncio themselves. A `get` whose arguments are all
+plain (the global --servers, --config, --timeout and --json; get's --year and --json) runs here
+instead on the same client library and reads.get, and prints through getview, exactly as
+cli.py would. Anything else goes to cli.py unchanged, and so does a `get` that needs what only
+it has: a parse error to explain (click says it), a config or address to refuse, writes
+queued for these servers to replay first, `--repair`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from moviedb.client.address import Address
+    from moviedb.client.cluster import Cluster
+
+
+@dataclass
+class PlainGet:
+    """A `get` command line that launcher.py can run itself."""
+
+    title: str
+    year: int | None = None
+    servers: str | None = None
+    config_file: str | None = None
+    timeout: float | None = None
+    json_output: bool = False
+
+
+_GLOBAL = {"--servers", "--config", "--timeout"}  # options taking a value, before `get`
+_GET = {"--year"}
+
+
+def parse(argv: list[str]) -> PlainGet | None:
+    """The plain `get` that `argv` asks for; None for anything else (cli.py then takes it,
+    with click's parsing, help and error messages)."""
+    values: dict[str, str] = {}
+    json_output = False
+    rest = list(argv)
+    while rest and rest[0] != "get":
+        if not _take_option(rest, _GLOBAL, values):
+            if rest[0] != "--json":
+                return None
+            json_output = True
+            rest.pop(0)
+    if not rest:
+        return None
+    rest.pop(0)  # get
+    titles: list[str] = []
+    while rest:
+        if rest[0].startswith("-"):
+            if _take_option(rest, _GET, values):
+                continue
+            if rest[0] != "--json":
+                return None
+            json_output = True
+            rest.pop(0)
+        else:
+            titles.append(rest.pop(0))
+    if len(titles) != 1 or not titles[0].strip():
+        return None
+    plain = PlainGet(titles[0], servers=values.get("--servers"), json_output=json_output)
+    plain.config_file = values.get("--config")
+    try:
+        if "--year" in values:
+            plain.year = int(values["--year"])
+        if "--timeout" in values:
+            plain.timeout = float(values["--timeout"])
+    except ValueError:
+        return None
+    if plain.timeout is not None and not plain.timeout >= 0.01:
+        return None  # click's FloatRange(min=0.01) says what is accepted
+    return plain
+
+
+def _take_option(rest: list[str], names: set[str], values: dict[str, str]) -> bool:
+    """Take `--name VALUE` or `--name=VALUE` off the front of `rest` (the last one given wins,
+    as with click)."""
+    name, equals, value = rest[0].partition("=")
+    if name not in names:
+        return False
+    if equals:
+        rest.pop(0)
+    elif len(rest) >= 2:
+        value = rest[1]
+        del rest[:2]
+    else:
+        return False
+    values[name] = value
+    return True
+
+
+def run(plain: PlainGet) -> int | None:
+    """Run the `get`; its exit code, or None (nothing printed) when cli.py must take it."""
+    import asyncio
+
+    from moviedb.client.address import parse_address
+    from moviedb.client.cluster import DEFAULT_TIMEOUT, Cluster, CommandBudget
+    from moviedb.client.config import config_path, load, state_dir
+    from moviedb.errors import ConfigError, InvalidAddress
+
+    try:
+        config = load(config_path(plain.config_file))
+        if plain.servers:
+            servers = [parse_address(s) for s in plain.servers.split(",") if s.strip()]
+        else:
+            servers = list(config.servers)
+    except (ConfigError, InvalidAddress):
+        return None  # cli.py says what is wrong
+    if not servers or _writes_queued_for(servers, state_dir()):
+        return None
+    timeout = plain.timeout if plain.timeout is not None else config.timeout or DEFAULT_TIMEOUT
+    cluster = Cluster(servers, timeout=timeout, security=config.security)
+    cluster.budget = CommandBudget(timeout)  # as Session.begin_command sets it
+    return asyncio.run(_get(cluster, plain))
+
+
+async def _get(cluster: Cluster, plain: PlainGet) -> int:
+    from moviedb import getview
+    from moviedb.exits import NOT_FOUND
+    from moviedb.reads import get
+
+    try:
+        outcome = await get(cluster, plain.title, plain.year)
+        if outcome.exit_code == NOT_FOUND:
+            import dataclasses
+
+            from moviedb import data_commands
+
+            closest = await data_commands.suggestions(cluster, plain.title)
+            outcome = dataclasses.replace(outcome, suggestions=closest)
+    finally:
+        await cluster.aclose()
+    if plain.json_output:
+        getview.print_json(getview.get_json(outcome))
+    else:
+        getview.render_get(getview.Lines(sys.stdout, getview.use_color(sys.stdout)), outcome)
+    return outcome.exit_code
+
+
+def _writes_queued_for(servers: list[Address], state: Path) -> bool:
+    """Whether the client's queue holds writes for any of `servers` (cli.py replays those
+    before the command)."""
+    from moviedb.client.config import QUEUE_FILE
+
+    if not (state / QUEUE_FILE).exists():
+        return False
+    from moviedb.client.queue import WriteQueue
+
+    with WriteQueue(state / QUEUE_FILE) as queue:
+        return any(server in servers for server in queue.summary())
+
+
+def main() -> None:
+    plain = parse(sys.argv[1:])
+    if plain is not None:
+        code = run(plain)
+        if code is not None:
+            sys.stdout.flush()
+            sys.exit(code)
+    from moviedb.cli import main as cli_main
+
+    cli_main()
