@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
 import click
+import msgspec
 from rich.console import Console
 
 from moviedb import commands, render
@@ -205,7 +206,7 @@ def get(title: str, year: int | None, repair: bool) -> None:
         from moviedb import data_commands  # only for the commands that use it
 
         closest = session.run(data_commands.suggestions(cluster, title))
-        outcome = dataclasses.replace(outcome, suggestions=closest)
+        outcome = msgspec.structs.replace(outcome, suggestions=closest)
     session.remember_titles([v.title for v in outcome.movies])
     _show(session, outcome, render.get_json, render.render_get)
 

@@ -14,8 +14,9 @@ queued for these servers to replay first, `--repair`.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+import msgspec
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,8 +25,7 @@ if TYPE_CHECKING:
     from moviedb.client.cluster import Cluster
 
 
-@dataclass
-class PlainGet:
+class PlainGet(msgspec.Struct):
     """A `get` command line that launcher.py can run itself."""
 
     title: str
@@ -132,12 +132,10 @@ async def _get(cluster: Cluster, plain: PlainGet) -> int:
     try:
         outcome = await get(cluster, plain.title, plain.year)
         if outcome.exit_code == NOT_FOUND:
-            import dataclasses
-
             from moviedb import data_commands
 
             closest = await data_commands.suggestions(cluster, plain.title)
-            outcome = dataclasses.replace(outcome, suggestions=closest)
+            outcome = msgspec.structs.replace(outcome, suggestions=closest)
     finally:
         await cluster.aclose()
     if plain.json_output:

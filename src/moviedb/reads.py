@@ -4,8 +4,9 @@ it, and the CLI and the shell call it from there like every other command."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from moviedb.client.cluster import Cluster, ReadResult, WriteResult
 from moviedb.client.reconcile import MovieView, reconcile
@@ -16,8 +17,7 @@ if TYPE_CHECKING:
     from moviedb.client.queue import WriteQueue
 
 
-@dataclass(frozen=True)
-class Repair:
+class Repair(msgspec.Struct, frozen=True):
     """One stale movie brought up to date by `get --repair`."""
 
     view: MovieView
@@ -25,14 +25,15 @@ class Repair:
     results: list[WriteResult]
 
 
-@dataclass(frozen=True)
-class GetOutcome:
+class GetOutcome(msgspec.Struct, frozen=True):
     title: str
     year: int | None
     results: list[ReadResult]
     movies: list[MovieView]  # movies some server holds undeleted (deleted ones with stale copies)
-    repairs: list[Repair] = field(default_factory=list)
-    suggestions: list[str] = field(default_factory=list)  # closest titles, when none matched
+    repairs: list[Repair] = msgspec.field(default_factory=list)
+    suggestions: list[str] = msgspec.field(
+        default_factory=list
+    )  # closest titles, when none matched
 
     @property
     def exit_code(self) -> int:

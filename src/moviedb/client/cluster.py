@@ -7,7 +7,6 @@ import asyncio
 import enum
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import TypeVar
 
@@ -42,11 +41,10 @@ class WriteStatus(enum.Enum):
     ERROR = "error"  # the server refused the request; nothing written
 
 
-@dataclass(frozen=True)
-class ReadResult:
+class ReadResult(msgspec.Struct, frozen=True):
     server: Address
     status: ReadStatus
-    copies: list[Copy] = field(default_factory=list)
+    copies: list[Copy] = msgspec.field(default_factory=list)
     error: str | None = None
     latency: float | None = None
 
@@ -55,8 +53,7 @@ class ReadResult:
         return self.status in (ReadStatus.FOUND, ReadStatus.MISSING)
 
 
-@dataclass(frozen=True)
-class WriteResult:
+class WriteResult(msgspec.Struct, frozen=True):
     server: Address
     status: WriteStatus
     current: Copy | None = None  # the server's copy when it refused (stale, conflict)
@@ -68,8 +65,7 @@ class WriteResult:
         return self.status in (WriteStatus.APPLIED, WriteStatus.UNCHANGED)
 
 
-@dataclass(frozen=True)
-class ServerInfo:
+class ServerInfo(msgspec.Struct, frozen=True):
     server: Address
     up: bool
     name: str | None = None
@@ -104,16 +100,15 @@ _WRITE_FAILURE = {
 MIN_WAIT = 0.05
 
 
-@dataclass
-class CommandBudget:
+class CommandBudget(msgspec.Struct):
     """One command's time: a server that has not answered any of its requests gets `timeout`
     seconds in all, from the command's start, not `timeout` per request. A hung server then
     costs a command that reads and then writes (edit, add, delete) one timeout, not two.
     A server that has answered is alive: each of its requests gets the full timeout."""
 
     timeout: float
-    start: float = field(default_factory=time.monotonic)
-    answered: set[Address] = field(default_factory=set)
+    start: float = msgspec.field(default_factory=time.monotonic)
+    answered: set[Address] = msgspec.field(default_factory=set)
 
     def limit(self, address: Address) -> float:
         if address in self.answered:

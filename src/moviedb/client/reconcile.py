@@ -6,8 +6,9 @@ Pure: fed with read results, returns values; interfaces only render them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from moviedb.client.address import Address
 from moviedb.client.cluster import ReadResult
@@ -15,26 +16,23 @@ from moviedb.model import KNOWN_FIELDS, field_values
 from moviedb.versions import Copy, generation, newest
 
 
-@dataclass(frozen=True)
-class Group:
+class Group(msgspec.Struct, frozen=True):
     """Servers holding the very same revision."""
 
     copy: Copy
     servers: list[Address]
 
 
-@dataclass(frozen=True)
-class FieldDiff:
+class FieldDiff(msgspec.Struct, frozen=True):
     field: str
     values: list[tuple[Any, list[Address]]]  # each distinct value (None = unset) and its holders
 
 
-@dataclass(frozen=True)
-class MovieView:
+class MovieView(msgspec.Struct, frozen=True):
     key: str
     groups: list[Group]  # newest generation first, then most servers
     missing: list[Address]  # answered, but hold no copy of this movie
-    differences: list[FieldDiff] = field(default_factory=list)
+    differences: list[FieldDiff] = msgspec.field(default_factory=list)
 
     @property
     def title(self) -> str:
