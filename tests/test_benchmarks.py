@@ -18,7 +18,9 @@ def test_writes_benchmark_runs() -> None:
     result = CliRunner().invoke(main, ["writes", "--runs", "1", "--count", "40", "--writers", "4"])
     assert result.exit_code == 0, result.output
     assert "group commit, 4 writers, writes/s" in result.output
-    assert "ratio (group / single)" in result.output
+    assert "a commit per write, server, 4 writers" in result.output
+    assert "ratio group / a commit per write (server, same writers)" in result.output
+    assert "ratio group / a commit per write (Store in process)" in result.output
 
 
 def test_sync_benchmark_runs() -> None:

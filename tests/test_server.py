@@ -13,6 +13,8 @@ import json
 import re
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -986,3 +988,37 @@ async def test_database_that_cannot_be_opened_exits_with_status_1(
     assert server.proc is not None
     assert await asyncio.to_thread(server.proc.wait, TIMEOUT) == 1
     assert "cannot open the database" in server.log.read_text()
+
+
+@pytest.mark.parametrize(("max_batch", "commits"), [(1000, 2), (1, 10), (4, 4)])
+async def test_max_batch_caps_the_writes_of_a_commit(
+    tmp_path: Path, writer_gate: WriterGate, max_batch: int, commits: int
+) -> None:
+    """Ten writes queue up behind a commit held at the gate: then they are committed together
+    (the default), one commit each (--max-batch 1), or in commits of at most four."""
+    server = MoviedbServer(tmp_path / "db.sqlite3", limits=Limits(max_batch=max_batch))
+    await server.start(HOST, [0])
+    try:
+        async with asyncio.timeout(TIMEOUT), connect(server.port) as client:
+            client.send(put(make("First", 2000), 0))
+            await wait_until(lambda: writer_gate.entered == 1)
+            client.send(*[put(make(f"Movie {i}", 2000), i) for i in range(1, 10)])
+            await wait_until(lambda: server.state.counters.get("put", 0) == 10)
+            writer_gate.open()
+            replies = await client.replies(10)
+        assert [r["result"]["status"] for r in replies] == ["applied"] * 10
+        committer = server.state.committer
+        assert (committer.writes, committer.commits) == (10, commits)
+    finally:
+        await server.stop()
+
+
+def test_max_batch_must_be_at_least_one(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "moviedb.server", "--ports", "0", "--db", str(tmp_path / "d"),
+         "--max-batch", "0"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "--max-batch" in done.stderr
+    assert "0 is not in the range" in done.stderr

@@ -155,6 +155,13 @@ async def serve(server: MoviedbServer, host: str, ports: list[int]) -> int:
     help="Requests of one connection awaiting replies before the server stops reading it.",
 )
 @click.option(
+    "--max-batch",
+    default=Limits.max_batch,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Writes one commit may hold (group commit); 1 commits every write on its own.",
+)
+@click.option(
     "--max-db-size",
     type=SIZE,
     help="Refuse writes once the database would grow past this size (e.g. 500MB, 2GiB).",
@@ -186,6 +193,7 @@ def main(
     idle_timeout: float,
     line_timeout: float,
     max_in_flight: int,
+    max_batch: int,
     max_db_size: int | None,
     token_file: str | None,
     insecure: bool,
@@ -230,6 +238,7 @@ def main(
         line_timeout=line_timeout,
         max_in_flight=max_in_flight,
         max_db_size=max_db_size,
+        max_batch=max_batch,
     )
     server = MoviedbServer(db, name=name, limits=limits, tokens=tokens, tls=tls)
     with contextlib.suppress(KeyboardInterrupt):

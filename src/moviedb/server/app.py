@@ -21,7 +21,7 @@ from moviedb.protocol import WRITE_OPS, Hello, LineFramer, LineTooLong, RequestE
 from moviedb.server.auth import Access, Tokens
 from moviedb.server.handlers import ServerState, cached_get, dispatch
 from moviedb.server.storage import Store, folded_title
-from moviedb.server.writer import Checkpointer, GroupCommitter
+from moviedb.server.writer import MAX_BATCH, Checkpointer, GroupCommitter
 
 log = logging.getLogger("moviedb.server")
 
@@ -41,6 +41,7 @@ class Limits:
     line_timeout: float = 30.0  # seconds from a line's first byte to its newline
     max_in_flight: int = 256  # requests of one connection waiting for their reply
     max_db_size: int | None = None  # bytes the database file may grow to (None: the disk's)
+    max_batch: int = MAX_BATCH  # writes one commit may hold (1: a commit per write)
 
 
 class NoFreePort(Exception):
@@ -468,6 +469,7 @@ class MoviedbServer:
             self._reader_store.bucket_digests(),
             self._reader_store.count_entries(),
             Checkpointer(self.db_path),
+            max_batch=self.limits.max_batch,
         )
         server_id = self._reader_store.server_id
         self.state = ServerState(

@@ -81,7 +81,12 @@ class GroupCommitter:
         bucket_digests: list[int] | None = None,
         entries: int | None = None,
         checkpointer: Checkpointer | None = None,
+        *,
+        max_batch: int = MAX_BATCH,
     ) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be 1 or more, not {max_batch}")
+        self.max_batch = max_batch
         self._store = store
         self._checkpointer = checkpointer
         self.loop = loop  # where outcomes are delivered
@@ -116,7 +121,7 @@ class GroupCommitter:
                 return
             batch = [first]
             stop = False
-            while len(batch) < MAX_BATCH:
+            while len(batch) < self.max_batch:
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:
