@@ -157,6 +157,34 @@ steps = st.lists(
 )
 
 
+def next_write(action: str, n: int, latest: dict[str, Copy]) -> Copy | PurgeTombstone:
+    """The write a step of a plan makes, given the latest stored copy of each key."""
+    title, year = TITLES[n % len(TITLES)], 2000 + n // len(TITLES)
+    current = latest.get(make(title, year).key)
+    if action == "put" or current is None:
+        return make(title, year, director=DIRECTORS[n % len(DIRECTORS)])
+    if action == "edit":
+        return edit(current, director=DIRECTORS[(n + 1) % len(DIRECTORS)], title=title.upper())
+    if action == "delete":
+        return tombstone(current)
+    if action == "revive":
+        return child([current], current.movie)
+    return PurgeTombstone(current.key, current.rev)
+
+
+def apply_alone(
+    store: Store, write: Copy | PurgeTombstone, latest: dict[str, Copy]
+) -> storage.Outcome:
+    """Apply one write in a transaction of its own, and note what the store now holds."""
+    (outcome,), _ = store.apply([write])
+    stored = store.get_copy(write.key)
+    if stored is None:
+        latest.pop(write.key, None)
+    else:
+        latest[write.key] = stored
+    return outcome
+
+
 @settings(max_examples=40, deadline=None)
 @given(steps)
 def test_the_index_holds_exactly_the_live_titles_after_any_writes(
@@ -166,26 +194,7 @@ def test_the_index_holds_exactly_the_live_titles_after_any_writes(
     try:
         latest: dict[str, Copy] = {}
         for action, n in plan:
-            title, year = TITLES[n % len(TITLES)], 2000 + n // len(TITLES)
-            key = make(title, year).key
-            current = latest.get(key)
-            if action == "put" or current is None:
-                write: Copy | PurgeTombstone = make(title, year)
-            elif action == "edit":
-                director = DIRECTORS[n % len(DIRECTORS)]
-                write = edit(current, director=director, title=title.upper())
-            elif action == "delete":
-                write = tombstone(current)
-            elif action == "revive":
-                write = child([current], current.movie)
-            else:
-                write = PurgeTombstone(current.key, current.rev)
-            store.apply([write])
-            stored = store.get_copy(key)
-            if stored is None:
-                latest.pop(key, None)
-            else:
-                latest[key] = stored
+            apply_alone(store, next_write(action, n, latest), latest)
         assert indexed(store) == live_rows(store)
         for key, copy in latest.items():
             words = " AND ".join(f'"{w}"' for w in search.words_of(copy.movie.title))
@@ -207,30 +216,14 @@ def test_writes_in_one_transaction_leave_what_one_transaction_each_leaves(
     try:
         writes: list[Copy | PurgeTombstone] = []
         latest: dict[str, Copy] = {}
+        alone: list[storage.Outcome] = []
         for action, n in plan:
-            title, year = TITLES[n % len(TITLES)], 2000 + n // len(TITLES)
-            key = make(title, year).key
-            current = latest.get(key)
-            if action == "put" or current is None:
-                write: Copy | PurgeTombstone = make(title, year, director=DIRECTORS[n % 5])
-            elif action == "edit":
-                write = edit(current, director=DIRECTORS[(n + 1) % 5], title=title.upper())
-            elif action == "delete":
-                write = tombstone(current)
-            elif action == "revive":
-                write = child([current], current.movie)
-            else:
-                write = PurgeTombstone(current.key, current.rev)
-            writes.append(write)
-            one_each.apply([write])
-            stored = one_each.get_copy(key)
-            if stored is None:
-                latest.pop(key, None)
-            else:
-                latest[key] = stored
-        outcomes = []
+            writes.append(next_write(action, n, latest))
+            alone.append(apply_alone(one_each, writes[-1], latest))
+        outcomes: list[storage.Outcome] = []
         for start in range(0, len(writes), batch):
             outcomes += batched.apply(writes[start : start + batch])[0]
+        assert outcomes == alone  # each write decided as if it had been alone
         assert indexed(batched) == live_rows(batched)
         rows = "SELECT key, rev, deleted, doc FROM movies ORDER BY key"
         assert batched._db.execute(rows).fetchall() == one_each._db.execute(rows).fetchall()
