@@ -3,13 +3,16 @@ and that it prints and exits exactly as cli.py does (run as the real `moviedb` p
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
+from moviedb import getview, render
 from moviedb.launcher import PlainGet, parse
 from tests.conftest import Moviedb, ServerProcess
 
@@ -117,11 +120,15 @@ def test_an_unreachable_server_is_reported_alike(moviedb: Moviedb, tmp_path: Pat
         assert "Connection refused" in text
 
 
+@pytest.mark.parametrize("state", ["a directory", "a file name"])
 def test_writes_queued_for_these_servers_send_the_get_to_the_cli(
-    moviedb: Moviedb,
+    moviedb: Moviedb, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, state: str
 ) -> None:
     """The CLI replays them before the command (the launcher does not): the get sees the
-    queued write delivered to the server that was down."""
+    queued write delivered to the server that was down. MOVIEDB_STATE_DIR may name the queue
+    file itself (a name with a suffix): the launcher looks where the CLI queues."""
+    if state == "a file name":
+        monkeypatch.setenv("MOVIEDB_STATE_DIR", str(tmp_path / "queue.d"))
     down = moviedb.servers[2]
     down.stop()
     code, _ = moviedb("add", "Alien", "--year", "1979")
@@ -130,3 +137,67 @@ def test_writes_queued_for_these_servers_send_the_get_to_the_cli(
     code, text = run_moviedb(moviedb, "--json", "get", "Alien")
     assert code == 0
     assert '"status": "missing"' not in text  # replayed first, so every server has it
+
+
+def test_a_config_the_cli_refuses_is_refused_alike(moviedb: Moviedb, tmp_path: Path) -> None:
+    """A CA file that cannot be read: the launcher hands the command to the CLI, which says so
+    (exit 2), instead of failing with a traceback."""
+    config = tmp_path / "ca-missing.toml"
+    server = moviedb.servers[0].address
+    config.write_text(f'[[servers]]\naddress = "{server}"\nca = "{tmp_path / "none.pem"}"\n')
+    for args in (("get", "Alien"), ("--json", "get", "Alien")):
+        done = subprocess.run(
+            [sys.executable, "-m", "moviedb", "--config", str(config), *args],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert "Traceback" not in done.stderr
+        assert done.returncode == 2, done.stdout
+        assert "none.pem" in done.stdout
+
+
+def test_a_closed_pipe_ends_the_get_quietly(moviedb: Moviedb) -> None:
+    """As click does for every other command: exit 1, no traceback."""
+    assert moviedb("add", "Alien", "--year", "1979")[0] == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # whatever the command prints meets a closed pipe
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "moviedb", "--servers", moviedb.addresses(), "get", "Alien"],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=60, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+    assert done.returncode == 1
+    assert done.stderr == ""
+
+
+@pytest.mark.parametrize("tty", [True, False])
+@pytest.mark.parametrize("no_color", [None, "", "1"])
+@pytest.mark.parametrize("force_color", [None, "", "1"])
+@pytest.mark.parametrize("tty_compatible", [None, "0", "1"])
+@pytest.mark.parametrize("term", ["xterm-256color", "dumb"])
+def test_get_is_coloured_when_rich_would_colour_the_cli(
+    tty: bool,
+    no_color: str | None,
+    force_color: str | None,
+    tty_compatible: str | None,
+    term: str,
+) -> None:
+    """The launcher decides colour itself (getview.use_color); the CLI asks its rich console
+    (render._lines). Both must agree, or the same command would look different by path."""
+    environ = {"TERM": term}
+    for name, value in (
+        ("NO_COLOR", no_color),
+        ("FORCE_COLOR", force_color),
+        ("TTY_COMPATIBLE", tty_compatible),
+    ):
+        if value is not None:
+            environ[name] = value
+
+    class Stream(io.StringIO):
+        def isatty(self) -> bool:
+            return tty
+
+    stream = Stream()
+    console = Console(file=stream, _environ=environ)
+    assert render._lines(console).color == getview.use_color(stream, environ)

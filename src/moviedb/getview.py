@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
@@ -44,16 +44,23 @@ _SGR = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "ma
         "cyan": "36"}  # fmt: skip
 
 
-def use_color(stream: TextIO) -> bool:
-    """Colour for a terminal, as rich decides it: NO_COLOR turns it off, FORCE_COLOR on."""
-    if os.environ.get("NO_COLOR"):
+def use_color(stream: TextIO, environ: Mapping[str, str] | None = None) -> bool:
+    """Whether to style the output, decided as rich decides it for the rest of the CLI (see
+    render._lines): never with NO_COLOR; on a terminal, which TTY_COMPATIBLE or FORCE_COLOR
+    may assert or deny; never on a dumb one."""
+    env = os.environ if environ is None else environ
+    if env.get("NO_COLOR", "") != "":
         return False
-    if os.environ.get("FORCE_COLOR"):
-        return True
-    if os.environ.get("TERM", "") in ("dumb", "unknown"):
-        return False
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    compatible = env.get("TTY_COMPATIBLE", "")
+    force = env.get("FORCE_COLOR")
+    if compatible in ("0", "1"):
+        terminal = compatible == "1"
+    elif force is not None:
+        terminal = force != ""
+    else:
+        isatty = getattr(stream, "isatty", None)
+        terminal = bool(isatty and isatty())
+    return terminal and env.get("TERM", "").lower() not in ("dumb", "unknown")
 
 
 class Lines:

@@ -13,6 +13,7 @@ queued for these servers to replay first, `--repair`.
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -105,7 +106,7 @@ def run(plain: PlainGet) -> int | None:
 
     from moviedb.client.address import parse_address
     from moviedb.client.cluster import DEFAULT_TIMEOUT, Cluster, CommandBudget
-    from moviedb.client.config import config_path, load, state_dir
+    from moviedb.client.config import config_path, load, queue_path
     from moviedb.errors import ConfigError, InvalidAddress
 
     try:
@@ -114,12 +115,12 @@ def run(plain: PlainGet) -> int | None:
             servers = [parse_address(s) for s in plain.servers.split(",") if s.strip()]
         else:
             servers = list(config.servers)
+        if not servers or _writes_queued_for(servers, queue_path()):
+            return None
+        timeout = plain.timeout if plain.timeout is not None else config.timeout or DEFAULT_TIMEOUT
+        cluster = Cluster(servers, timeout=timeout, security=config.security)
     except (ConfigError, InvalidAddress):
         return None  # cli.py says what is wrong
-    if not servers or _writes_queued_for(servers, state_dir()):
-        return None
-    timeout = plain.timeout if plain.timeout is not None else config.timeout or DEFAULT_TIMEOUT
-    cluster = Cluster(servers, timeout=timeout, security=config.security)
     cluster.budget = CommandBudget(timeout)  # as Session.begin_command sets it
     return asyncio.run(_get(cluster, plain))
 
@@ -145,25 +146,34 @@ async def _get(cluster: Cluster, plain: PlainGet) -> int:
     return outcome.exit_code
 
 
-def _writes_queued_for(servers: list[Address], state: Path) -> bool:
-    """Whether the client's queue holds writes for any of `servers` (cli.py replays those
-    before the command)."""
-    from moviedb.client.config import QUEUE_FILE
-
-    if not (state / QUEUE_FILE).exists():
+def _writes_queued_for(servers: list[Address], path: Path) -> bool:
+    """Whether the client's queue (at `path`) holds writes for any of `servers`: cli.py
+    replays those before the command."""
+    if not path.exists():
         return False
     from moviedb.client.queue import WriteQueue
 
-    with WriteQueue(state / QUEUE_FILE) as queue:
+    with WriteQueue(path) as queue:
         return any(server in servers for server in queue.summary())
 
 
 def main() -> None:
     plain = parse(sys.argv[1:])
     if plain is not None:
-        code = run(plain)
+        # As click ends a command: Ctrl-C says "Aborted!", a closed pipe ends it quietly;
+        # both exit 1.
+        try:
+            code = run(plain)
+            if code is not None:
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            print("\nAborted!", file=sys.stderr)
+            sys.exit(1)
+        except BrokenPipeError:
+            # Python flushes stdout once more at exit: point it at nothing first.
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - open until the process ends
+            sys.exit(1)
         if code is not None:
-            sys.stdout.flush()
             sys.exit(code)
     from moviedb.cli import main as cli_main
 

@@ -63,7 +63,8 @@ def print_error(console: Console, message: str) -> None:
 
 def _lines(console: Console) -> getview.Lines:
     """The console's stream, coloured when rich would colour it, for getview's plain lines."""
-    return getview.Lines(cast(TextIO, console.file), console.color_system is not None)
+    color = console.color_system is not None and not console.no_color
+    return getview.Lines(cast(TextIO, console.file), color)
 
 
 def render_view(console: Console, view: MovieView) -> None:

@@ -29,6 +29,15 @@ def config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
 QUEUE_FILE: Final = "queue.sqlite3"  # in state_dir(): the writes waiting for servers
 
 
+def queue_path(location: str | os.PathLike[str] | None = None) -> Path:
+    """The queue's file: `queue.sqlite3` in a directory (an existing one, or a name without a
+    suffix), else the file named; by default in state_dir()."""
+    path = state_dir() if location is None else Path(location)
+    if path.is_dir() or not path.suffix:
+        return path / QUEUE_FILE
+    return path
+
+
 def state_dir() -> Path:
     """Where the client keeps its history (and, later, queued writes)."""
     from_env = os.environ.get("MOVIEDB_STATE_DIR")

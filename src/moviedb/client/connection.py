@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import enum
 import os
+import socket
 import ssl
 from collections import deque
 from typing import Final
@@ -91,8 +92,13 @@ class Connection:
             except ssl.SSLError as exc:
                 raise NotSent(f"{self.address}: TLS handshake failed ({exc.reason})") from None
             except OSError as exc:
-                # The system's words for the errno: event loops word their own messages apart.
-                reason = os.strerror(exc.errno) if exc.errno else exc.strerror or exc
+                # The system's words for the errno: event loops word their own messages apart
+                # (a name that does not resolve keeps the resolver's words).
+                code = exc.errno
+                if isinstance(exc, socket.gaierror) or code is None or code <= 0:
+                    reason = exc.strerror or str(exc)
+                else:
+                    reason = os.strerror(code)
                 raise NotSent(f"{self.address}: cannot connect ({reason})") from None
             self._writer = writer
             self._reader_task = asyncio.create_task(self._read_replies(reader))

@@ -22,7 +22,7 @@ import msgspec
 
 from moviedb.client.address import Address
 from moviedb.client.cluster import Cluster, WriteResult, WriteStatus
-from moviedb.client.config import QUEUE_FILE, state_dir
+from moviedb.client.config import QUEUE_FILE, queue_path
 from moviedb.versions import Copy, Relation, compare
 
 FILE_NAME: Final = QUEUE_FILE
@@ -99,17 +99,11 @@ class PendingSummary:
 
 
 def default_path() -> Path:
-    return state_dir() / FILE_NAME
+    return queue_path()
 
 
 def _resolve(location: str | Path | None) -> Path:
-    """A directory (existing, or a name without a suffix) holds `queue.sqlite3`; else a file."""
-    if location is None:
-        return default_path()
-    path = Path(location)
-    if path.is_dir() or not path.suffix:
-        return path / FILE_NAME
-    return path
+    return queue_path(location)
 
 
 class WriteQueue:

@@ -305,8 +305,9 @@ def _answer_put(
     elif isinstance(outcome, Applied):
         result = protocol.PutResult(status=outcome.decision.value, current=outcome.current)
         answer = protocol.encode_ok(request_id, result)
-    else:
-        log.error("a put failed: %r", outcome)
+    else:  # an exception the commit raised (or, never expected, a purge's outcome)
+        failure = outcome if isinstance(outcome, Exception) else None
+        log.error("a put failed: %r", outcome, exc_info=failure)
         answer = protocol.encode_error(request_id, protocol.INTERNAL, "internal error; see log")
     if not reply.done():
         reply.set_result(answer)
