@@ -78,6 +78,13 @@ def test_a_non_ascii_digit_port_is_an_invalid_address() -> None:
         parse_address("127.0.0.1:²")
 
 
+def test_a_port_of_thousands_of_digits_is_an_invalid_address() -> None:
+    # int() refuses more than 4,300 digits with a ValueError: it must not escape as one.
+    with pytest.raises(InvalidAddress, match=r"^'h:7{58}…' has no valid port"):
+        parse_address("h:" + "7" * 5000)
+    assert parse_address("h:" + "0" * 5000 + "7001") == Address("h", 7001)
+
+
 # --- where the config file is -----------------------------------------------------------------
 
 

@@ -205,6 +205,21 @@ def test_a_malicious_legacy_file_is_refused_and_runs_nothing(
     assert not marker.exists()
 
 
+def test_a_moviedb_p_of_the_wrong_shape_is_refused_before_anything_is_written(
+    three_servers: list[ServerProcess], client_env: Path, tmp_path: Path
+) -> None:
+    directory = legacy_dir(tmp_path, three_servers)
+    (directory / "moviedb.p").write_bytes(pickle.dumps(["Alien", "Heat"]))  # a list, not a dict
+    ports = tmp_path / "ports.txt"
+    result = CliRunner().invoke(
+        cli, ["--json", "import-legacy", str(directory), "--ports-file", str(ports)]
+    )
+    assert result.exit_code == 2, result.output
+    assert "holds a list" in json.loads(result.output)["error"]["message"]
+    assert not ports.exists()
+    assert not client_env.exists()  # the server list was not written either
+
+
 def test_search_merges_the_servers_and_get_suggests(moviedb: Moviedb, tmp_path: Path) -> None:
     first = moviedb.servers[0]
     source = tmp_path / "movies.csv"

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TextIO, TypeVar
 
 import click
-import msgspec
 from rich.console import Console
 
 from moviedb import commands, render
@@ -201,12 +200,9 @@ def get(title: str, year: int | None, repair: bool) -> None:
     """
     session = _session()
     cluster = _cluster(session)
-    outcome = session.run(commands.get(cluster, title, year, repair=repair, queue=session.queue))
-    if outcome.exit_code == commands.NOT_FOUND:
-        from moviedb import data_commands  # only for the commands that use it
-
-        closest = session.run(data_commands.suggestions(cluster, title))
-        outcome = msgspec.structs.replace(outcome, suggestions=closest)
+    outcome = session.run(
+        commands.get(cluster, title, year, repair=repair, queue=session.queue, suggest=True)
+    )
     session.remember_titles([v.title for v in outcome.movies])
     _show(session, outcome, render.get_json, render.render_get)
 

@@ -296,6 +296,8 @@ class LegacyOutcome:
     ports: list[int] = field(default_factory=list)
     ports_file: str | None = None
     movies: ImportOutcome | None = None
+    # moviedb.p as legacy_setup read and checked it, for import_legacy_movies (read once).
+    rows: Iterable[Any] | None = field(default=None, repr=False)  # importers.Row, Rejected
 
     @property
     def exit_code(self) -> int:
@@ -314,13 +316,14 @@ def legacy_setup(
     """The original design's files, first part: servers to the server list, ports to a ports
     file (never overwriting one). Every file is read and checked before anything is written.
     The movies follow with `import_legacy_movies`."""
-    from moviedb.legacy import LegacyError, find_files, load_restricted, read_ports, read_servers
+    from moviedb.legacy import LegacyError, find_files, read_movies, read_ports, read_servers
 
     try:
         found = find_files(directory)
         outcome = LegacyOutcome(str(directory), {k: str(v) for k, v in found.items()})
         if "moviedb.p" in found:
-            load_restricted(found["moviedb.p"])  # refused here, before any other file is written
+            # Loaded and its shape checked here, before any other file is written.
+            outcome.rows = read_movies(found["moviedb.p"])
         if "portdb.p" in found:
             outcome.ports = read_ports(found["portdb.p"])
             if ports_file.exists():
@@ -353,18 +356,13 @@ async def import_legacy_movies(
     cluster: Cluster, outcome: LegacyOutcome, *, progress: Progress | None = None
 ) -> LegacyOutcome:
     """The original design's files, second part: moviedb.p to every listed server."""
-    from moviedb.legacy import LegacyError, read_movies
-
-    path = outcome.found.get("moviedb.p")
-    if path is None:
+    path, rows = outcome.found.get("moviedb.p"), outcome.rows
+    if path is None or rows is None:
         return outcome
-    try:
-        movies = ImportOutcome(path, "pickle")
-        outcome.movies = await import_rows(
-            cluster, read_movies(Path(path)), movies, progress=progress
-        )
-    except LegacyError as exc:
-        raise CommandError(str(exc)) from None
+    outcome.rows = None  # the rows are read once
+    outcome.movies = await import_rows(
+        cluster, rows, ImportOutcome(path, "pickle"), progress=progress
+    )
     return outcome
 
 

@@ -104,20 +104,16 @@ def run(plain: PlainGet) -> int | None:
     """Run the `get`; its exit code, or None (nothing printed) when cli.py must take it."""
     import asyncio
 
-    from moviedb.client.address import parse_address
-    from moviedb.client.cluster import DEFAULT_TIMEOUT, Cluster, CommandBudget
+    from moviedb.client.cluster import Cluster, CommandBudget
     from moviedb.client.config import config_path, load, queue_path
     from moviedb.errors import ConfigError, InvalidAddress
 
     try:
         config = load(config_path(plain.config_file))
-        if plain.servers:
-            servers = [parse_address(s) for s in plain.servers.split(",") if s.strip()]
-        else:
-            servers = list(config.servers)
+        servers = config.servers_for(plain.servers)  # as Session.server_list
         if not servers or _writes_queued_for(servers, queue_path()):
             return None
-        timeout = plain.timeout if plain.timeout is not None else config.timeout or DEFAULT_TIMEOUT
+        timeout = config.timeout_for(plain.timeout)
         cluster = Cluster(servers, timeout=timeout, security=config.security)
     except (ConfigError, InvalidAddress):
         return None  # cli.py says what is wrong
@@ -127,16 +123,10 @@ def run(plain: PlainGet) -> int | None:
 
 async def _get(cluster: Cluster, plain: PlainGet) -> int:
     from moviedb import getview
-    from moviedb.exits import NOT_FOUND
     from moviedb.reads import get
 
     try:
-        outcome = await get(cluster, plain.title, plain.year)
-        if outcome.exit_code == NOT_FOUND:
-            from moviedb import data_commands
-
-            closest = await data_commands.suggestions(cluster, plain.title)
-            outcome = msgspec.structs.replace(outcome, suggestions=closest)
+        outcome = await get(cluster, plain.title, plain.year, suggest=True)
     finally:
         await cluster.aclose()
     if plain.json_output:

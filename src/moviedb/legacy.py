@@ -523,10 +523,6 @@ def read_servers(path: Path) -> list[tuple[str, int]]:
                 address = parse_address(item)
             except InvalidAddress as exc:
                 raise LegacyError(f"{_entry(path, position, item)}: {exc}") from None
-            except ValueError:  # a port of more than 4300 digits
-                raise LegacyError(
-                    f"{_entry(path, position, item)}: has no valid port (1-65535); {accepted}"
-                ) from None
             servers.append((address.host, address.port))
             continue
         if not isinstance(item, list | tuple) or len(item) != 2:

@@ -49,9 +49,11 @@ async def get(
     *,
     repair: bool = False,
     queue: WriteQueue | None = None,
+    suggest: bool = False,
 ) -> GetOutcome:
     """Every server's copies of TITLE; with `repair`, stale and missing copies are replaced by
-    the newest version (a conflict is never decided)."""
+    the newest version (a conflict is never decided); with `suggest`, a title found nowhere
+    gets the closest titles the servers hold ("did you mean")."""
     require_title(title)
     results = await cluster.get(title, year)
     views = [v for v in reconcile(results) if v.live]
@@ -70,7 +72,12 @@ async def get(
                 queue, {r.server: newest for r in written}, written, now=cluster.clock()
             )
             repairs.append(Repair(view, newest, written))
-    return GetOutcome(title, year, results, views, repairs)
+    outcome = GetOutcome(title, year, results, views, repairs)
+    if suggest and outcome.exit_code == NOT_FOUND:
+        from moviedb.data_commands import suggestions  # search: only for a title not found
+
+        outcome = msgspec.structs.replace(outcome, suggestions=await suggestions(cluster, title))
+    return outcome
 
 
 def require_title(title: str) -> None:

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 from rich.console import Console
 
-from moviedb.client.address import Address, parse_address
-from moviedb.client.cluster import DEFAULT_TIMEOUT, Cluster, CommandBudget
+from moviedb.client.address import Address
+from moviedb.client.cluster import Cluster, CommandBudget
 from moviedb.client.config import Config, config_path, load, state_dir
 from moviedb.client.queue import ReplayReport, WriteQueue
 from moviedb.commands import USAGE, CommandError, replay_pending
@@ -83,14 +83,10 @@ class Session:
 
     @property
     def timeout(self) -> float:
-        if self.timeout_override is not None:
-            return self.timeout_override
-        return self.config.timeout or DEFAULT_TIMEOUT
+        return self.config.timeout_for(self.timeout_override)
 
     def server_list(self) -> list[Address]:
-        if self.servers_override:
-            return [parse_address(s) for s in self.servers_override.split(",") if s.strip()]
-        return list(self.config.servers)
+        return self.config.servers_for(self.servers_override)
 
     def cluster(self) -> Cluster:
         if self._cluster is None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from moviedb.client.address import Address, parse_address
+from moviedb.client.cluster import DEFAULT_TIMEOUT
 from moviedb.client.security import PLAIN, ServerSecurity, read_token_file
 from moviedb.errors import ConfigError, InvalidAddress
 
@@ -70,6 +71,18 @@ class Config:
                 self.security[address] = security
             changed = True
         return changed
+
+    def servers_for(self, given: str | None) -> list[Address]:
+        """The servers a command talks to: those `given` (HOST:PORT,...), else the list."""
+        if given:
+            return [parse_address(s) for s in given.split(",") if s.strip()]
+        return list(self.servers)
+
+    def timeout_for(self, given: float | None) -> float:
+        """Seconds a command waits for each server: `given`, else the config's, else 2."""
+        if given is not None:
+            return given
+        return self.timeout or DEFAULT_TIMEOUT
 
     def remove_server(self, address: Address) -> bool:
         if address not in self.servers:
