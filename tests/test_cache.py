@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from pathlib import Path
 
 import msgspec
 from hypothesis import given, settings
@@ -49,11 +48,12 @@ def test_the_cache_stays_within_its_bytes(puts: list[tuple[str, int]]) -> None:
     assert (len(cache), cache.bytes, cache._by_title) == (0, 0, {})
 
 
-async def test_a_cached_get_never_outlives_an_acknowledged_write(tmp_path: Path) -> None:
+async def test_a_cached_get_never_outlives_an_acknowledged_write(
+    inproc_server: MoviedbServer,
+) -> None:
     """Readers on their own connections get a title over and over while a writer edits it: once
     an edit is acknowledged, no later read returns an older revision."""
-    server = MoviedbServer(tmp_path / "db.sqlite3")
-    await server.start("127.0.0.1", [0])
+    server = inproc_server
     address = Address("127.0.0.1", server.port)
     writer = Cluster([address], timeout=10)
     readers = [Cluster([address], timeout=10) for _ in range(4)]
@@ -91,53 +91,48 @@ async def test_a_cached_get_never_outlives_an_acknowledged_write(tmp_path: Path)
     finally:
         for cluster in (writer, *readers):
             await cluster.aclose()
-        await server.stop()
 
 
-async def test_the_get_shortcut_answers_what_the_general_path_answers(tmp_path: Path) -> None:
+async def test_the_get_shortcut_answers_what_the_general_path_answers(
+    inproc_server: MoviedbServer,
+) -> None:
     """A cached `get` alone on a read is answered before framing and dispatch, and one in a
     pipeline before dispatch: the same bytes as a miss, counted alike."""
-    server = MoviedbServer(tmp_path / "db.sqlite3")
-    await server.start("127.0.0.1", [0])
-    try:
-        async with connect(server.port) as client:
-            alien = first_copy(validate(Movie("Alien", 1979, director="Ridley Scott")))
-            client.send(protocol.encode_request(protocol.Put(copy=alien, id=1)))
-            assert (await client.reply())["ok"]
-            get = protocol.encode_request(protocol.Get(title="ALIEN", year=1979, id="g"))
-            answers = []
-            for pipeline in (1, 1, 2):  # a miss, a hit alone, two hits in one write
-                client.send(get * pipeline)
-                answers += [await client.reader.readline() for _ in range(pipeline)]
-            assert len(set(answers)) == 1
-            (copy,) = json.loads(answers[0])["result"]["copies"]
-            assert copy["rev"] == alien.rev
-        cache = server.state.get_cache
-        assert (cache.misses, cache.hits, server.state.counters["get"]) == (1, 3, 4)
-    finally:
-        await server.stop()
+    server = inproc_server
+    async with connect(server.port) as client:
+        alien = first_copy(validate(Movie("Alien", 1979, director="Ridley Scott")))
+        client.send(protocol.encode_request(protocol.Put(copy=alien, id=1)))
+        assert (await client.reply())["ok"]
+        get = protocol.encode_request(protocol.Get(title="ALIEN", year=1979, id="g"))
+        answers = []
+        for pipeline in (1, 1, 2):  # a miss, a hit alone, two hits in one write
+            client.send(get * pipeline)
+            answers += [await client.reader.readline() for _ in range(pipeline)]
+        assert len(set(answers)) == 1
+        (copy,) = json.loads(answers[0])["result"]["copies"]
+        assert copy["rev"] == alien.rev
+    cache = server.state.get_cache
+    assert (cache.misses, cache.hits, server.state.counters["get"]) == (1, 3, 4)
 
 
-async def test_a_get_right_behind_a_write_of_its_connection_sees_it(tmp_path: Path) -> None:
+async def test_a_get_right_behind_a_write_of_its_connection_sees_it(
+    inproc_server: MoviedbServer,
+) -> None:
     """The write is still on its way to the disk when the get arrives (in a read of its own,
     where the shortcut looks first) and the cache still holds the title as the get before the
     write left it: the get waits for the write instead of taking the cached copy."""
-    server = MoviedbServer(tmp_path / "db.sqlite3")
-    await server.start("127.0.0.1", [0])
-    try:
-        async with connect(server.port) as client:
-            current = first_copy(validate(Movie("Alien", 1979, rating=0.0)))
-            get = protocol.encode_request(protocol.Get(title="Alien", year=1979))
-            for step in range(30):
-                if step:
-                    edited = validate(msgspec.structs.replace(current.movie, rating=step % 10))
-                    current = child([current], edited)
-                client.send(protocol.encode_request(protocol.Put(copy=current)))
-                await client.writer.drain()
-                client.send(get)
-                put_reply, get_reply = await client.replies(2)
-                assert put_reply["result"]["status"] == "applied"
-                assert [c["rev"] for c in get_reply["result"]["copies"]] == [current.rev]
-        assert len(server.state.get_cache) == 1  # the title was cached all along
-    finally:
-        await server.stop()
+    server = inproc_server
+    async with connect(server.port) as client:
+        current = first_copy(validate(Movie("Alien", 1979, rating=0.0)))
+        get = protocol.encode_request(protocol.Get(title="Alien", year=1979))
+        for step in range(30):
+            if step:
+                edited = validate(msgspec.structs.replace(current.movie, rating=step % 10))
+                current = child([current], edited)
+            client.send(protocol.encode_request(protocol.Put(copy=current)))
+            await client.writer.drain()
+            client.send(get)
+            put_reply, get_reply = await client.replies(2)
+            assert put_reply["result"]["status"] == "applied"
+            assert [c["rev"] for c in get_reply["result"]["copies"]] == [current.rev]
+    assert len(server.state.get_cache) == 1  # the title was cached all along

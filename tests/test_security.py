@@ -7,6 +7,7 @@ the TLS tests make their own CA and certificates with trustme, trusted only by t
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 import ssl
@@ -20,7 +21,7 @@ import pytest
 import trustme
 from click.testing import CliRunner
 
-from moviedb import commands, protocol
+from moviedb import commands, getview, protocol
 from moviedb.cli import cli
 from moviedb.client.address import Address
 from moviedb.client.cluster import Cluster, ReadStatus, WriteStatus
@@ -29,6 +30,7 @@ from moviedb.client.queue import WriteQueue, needs_queueing
 from moviedb.client.security import ServerSecurity
 from moviedb.errors import ConfigError
 from moviedb.model import Movie
+from moviedb.reads import GetOutcome
 from moviedb.server.app import Limits, MoviedbServer
 from moviedb.server.auth import Access, TokenFileError, is_loopback, parse_tokens
 from moviedb.versions import first_copy
@@ -220,6 +222,7 @@ async def test_the_client_sends_its_token_first_on_every_connection(
         (info,) = await cluster.hello()
         assert (info.access, info.transport) == ("read-write", "token")
         # A new connection (the server closed the old one) authenticates again.
+        assert token_server.connections  # the one this client authenticated
         for connection in list(token_server.connections):
             connection.close()
         (found,) = await cluster.get("Alien")
@@ -241,7 +244,10 @@ async def test_a_wrong_or_missing_token_is_that_servers_error(token_server: Movi
         (result,) = await cluster.get("Alien")
         assert result.status is ReadStatus.ERROR
         assert "unauthorized" in (result.error or "")
-        assert f"moviedb addserver {address} --token-file" in (result.error or "")
+        # What people see of it says how to give the token (the CLI's words, not the library's).
+        shown = io.StringIO()
+        getview.render_get(getview.Lines(shown, False), GetOutcome("Alien", None, [result], []))
+        assert f"moviedb addserver {address} --token-file" in shown.getvalue()
     assert token_server.state.committer.writes == 0
 
 
@@ -443,6 +449,7 @@ def test_the_server_refuses_a_reachable_address_without_a_token(tmp_path: Path) 
         (["--tls-cert", "cert.pem"], "--tls-cert and --tls-key go together"),
         (["--max-db-size", "12 parsecs"], "'12 parsecs' is not a size"),
         (["--max-record", "999999999"], "--max-record"),
+        (["--max-batch", "0"], "0 is not in the range"),
     ],
 )
 def test_bad_server_flags_are_refused_naming_the_flag(

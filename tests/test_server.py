@@ -13,8 +13,6 @@ import json
 import re
 import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
@@ -1011,14 +1009,3 @@ async def test_max_batch_caps_the_writes_of_a_commit(
         assert (committer.writes, committer.commits) == (10, commits)
     finally:
         await server.stop()
-
-
-def test_max_batch_must_be_at_least_one(tmp_path: Path) -> None:
-    done = subprocess.run(
-        [sys.executable, "-m", "moviedb.server", "--ports", "0", "--db", str(tmp_path / "d"),
-         "--max-batch", "0"],
-        capture_output=True, text=True, timeout=60, check=False,
-    )  # fmt: skip
-    assert done.returncode == 2
-    assert "--max-batch" in done.stderr
-    assert "0 is not in the range" in done.stderr

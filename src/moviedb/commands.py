@@ -392,7 +392,7 @@ def movie_from_args(
 
 # --- the durable queue of unacknowledged writes ---------------------------------------------------
 
-REPLAY_BUDGET = 0.5  # seconds a command spends, before its own work, delivering queued writes
+REPLAY_BUDGET = 0.5  # seconds one replay of queued writes may take (beside a command: session.py)
 
 
 async def replay_pending(

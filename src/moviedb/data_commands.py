@@ -17,6 +17,7 @@ from typing import IO, Any, Final
 
 import msgspec
 
+from moviedb import protocol
 from moviedb.client.address import Address, parse_address
 from moviedb.client.cluster import Cluster, ReadResult, ReadStatus, WriteResult, WriteStatus
 from moviedb.client.config import Config, save
@@ -560,28 +561,30 @@ async def search(
     replies = await cluster.search(request)
     scores: dict[str, float] = {}
     unreachable: dict[Address, str] = {}
-    answered: list[Address] = []
+    own: dict[Address, dict[str, Copy]] = {}  # each answering server's copies of its hits
     more = False
     for server, reply in replies.items():
         if isinstance(reply, str):
-            if reply.startswith("bad_request"):
+            if reply.startswith(protocol.BAD_REQUEST):
                 raise CommandError(f"{server} refused the search: {reply}")
             unreachable[server] = reply
             continue
-        answered.append(server)
+        own[server] = {hit.copy.key: hit.copy for hit in reply.hits}
         more = more or reply.more
         for hit in reply.hits:
             scores[hit.copy.key] = max(scores.get(hit.copy.key, 0.0), hit.score)
     # A server's hits are its own copies: another server may hold a newer version (an edit
-    # that no longer matches the filters, a delete). Every answering server's copy of each
-    # hit is read, and the newest version decides what is shown.
+    # that no longer matches the filters, a delete). Each answering server's copy of every
+    # hit is read (those it did not return itself), and the newest version decides.
     keys = sorted(scores)
-    fetched = await asyncio.gather(*(_fetch_or_none(cluster, s, keys) for s in answered))
+    others = {s: [k for k in keys if k not in hits] for s, hits in own.items()}
+    fetched = await asyncio.gather(*(_fetch_or_none(cluster, s, others[s]) for s in own))
     results = []
-    for server, copies in zip(answered, fetched, strict=True):
+    for (server, hits), copies in zip(own.items(), fetched, strict=True):
         if copies is None:
             unreachable[server] = "no answer while reading the matches"
             continue
+        copies = [*hits.values(), *copies]
         status = ReadStatus.FOUND if copies else ReadStatus.MISSING
         results.append(ReadResult(server, status, copies))
     wanted = _Filters(year, director, genre, min_rating)
@@ -593,6 +596,8 @@ async def search(
 
 
 async def _fetch_or_none(cluster: Cluster, server: Address, keys: list[str]) -> list[Copy] | None:
+    if not keys:
+        return []
     try:
         return await cluster.fetch(server, keys)
     except ServerUnavailable:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import msgspec
 
+from moviedb import protocol
 from moviedb.client.address import Address
 from moviedb.client.cluster import ReadResult, ReadStatus, WriteResult, WriteStatus
 from moviedb.client.reconcile import FieldDiff, MovieView
@@ -150,6 +151,13 @@ def servers_text(servers: Iterable[Address]) -> str:
     return ", ".join(map(str, servers))
 
 
+def error_text(server: Address, error: str) -> str:
+    """A server's error as people read it: a missing or refused token says how to give one."""
+    if error.startswith(f"{protocol.UNAUTHORIZED}:"):
+        return f"{error}; give this client its token: moviedb addserver {server} --token-file FILE"
+    return error
+
+
 def read_status(result: ReadResult) -> str:
     """A server holding only tombstones of what was asked for does not have it: `missing`."""
     if result.status is ReadStatus.FOUND and all(c.deleted for c in result.copies):
@@ -204,7 +212,7 @@ def render_view(out: Lines, view: MovieView) -> None:
 def write_result_line(out: Lines, result: WriteResult) -> None:
     pieces = [f"  {result.server} ", out.status(result.status.value)]
     if result.error:
-        pieces.append(out.paint(f" ({result.error})", "dim"))
+        pieces.append(out.paint(f" ({error_text(result.server, result.error)})", "dim"))
     if result.status in (WriteStatus.STALE, WriteStatus.CONFLICT) and result.current:
         pieces.append(out.paint(f" (holds {result.current.rev})", "dim"))
     if result.status in (WriteStatus.UNREACHABLE, WriteStatus.UNKNOWN, WriteStatus.ERROR):
@@ -252,7 +260,7 @@ def render_get(out: Lines, outcome: GetOutcome) -> None:
         pieces.append(out.paint(f"{read.server} ", "dim"))
         pieces.append(out.status(read_status(read), "dim"))
         if read.error and read.status is not ReadStatus.MISSING:
-            pieces.append(out.paint(f" ({read.error})", "dim"))
+            pieces.append(out.paint(f" ({error_text(read.server, read.error)})", "dim"))
     out.line(*pieces)
 
 

@@ -374,14 +374,14 @@ def shown(value: object, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-_TOO_LONG: Final = "a number of more than 4300 digits is not accepted"
+TOO_LONG: Final = "a number of more than 4300 digits is not accepted"
 
 
 def _int_text(field: str, value: int) -> str:
     try:
         return str(value)
     except ValueError:  # Python refuses to print ints of more than 4300 digits
-        raise InvalidMovie(field, _TOO_LONG) from None
+        raise InvalidMovie(field, TOO_LONG) from None
 
 
 def _check_printable(field: str, value: int) -> int:

@@ -25,7 +25,7 @@ from typing import Any, Final, NoReturn
 
 from moviedb.client.address import parse_address
 from moviedb.errors import InvalidAddress, InvalidMovie, MoviedbError
-from moviedb.importers import Rejected, Row, jsonable, record_from_mapping, shown
+from moviedb.importers import TOO_LONG, Rejected, Row, jsonable, record_from_mapping, shown
 
 MAX_FILE_BYTES: Final = 256 << 20
 MAX_DEPTH: Final = 100
@@ -35,7 +35,6 @@ MAX_EXPANDED_VALUES: Final = 1_000_000
 FILE_NAMES: Final = ("moviedb.p", "serverdb.p", "portdb.p")
 
 _PLAIN: Final = "only dicts, lists, tuples, sets, text, numbers, True, False and None"
-_TOO_LONG: Final = "a number of more than 4300 digits is not accepted"
 
 # Opcodes that build plain values and nothing else (pickletools names, protocols 0 to 5).
 _SAFE_OPCODES: Final = frozenset(
@@ -463,7 +462,7 @@ def _movie(number: int, key: object, information: object) -> Row | Rejected:
         return rejected(f"title: {shown(key)} is not text; accepted: text titles")
     title = _text_of(key)
     if title is None:
-        return rejected(f"title: {_TOO_LONG}; accepted: text titles")
+        return rejected(f"title: {TOO_LONG}; accepted: text titles")
     if not title.strip():
         return rejected("title: the title is empty; every movie needs one")
     record: dict[str, Any] = {"title": title}
@@ -473,7 +472,7 @@ def _movie(number: int, key: object, information: object) -> Row | Rejected:
         for name, value in information.items():
             name_text = _text_of(name)
             if name_text is None:
-                return rejected(f"field name {shown(name)}: {_TOO_LONG}; accepted: text")
+                return rejected(f"field name {shown(name)}: {TOO_LONG}; accepted: text")
             if name_text.strip() == "title":
                 if value is not None and (_text_of(value) or "").strip() != title.strip():
                     record["source title"] = value

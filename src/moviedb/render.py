@@ -321,7 +321,7 @@ def render_serverlist(console: Console, outcome: ServerListOutcome) -> None:
             str(info.server),
             _styled("up" if info.up else "down"),
             "" if info.latency is None else f"{info.latency * 1000:.1f} ms",
-            info.name or (info.error or ""),
+            info.name or (getview.error_text(info.server, info.error) if info.error else ""),
             "" if info.movies is None else str(info.movies),
             info.digest or "",
             str(summary.count) if summary else "0",
@@ -349,7 +349,8 @@ def render_config_change(console: Console, change: ConfigChange) -> None:
                     style="green",
                 )
             else:
-                console.print(f"  not answering now: {change.probe.error}", style="yellow")
+                error = getview.error_text(change.server, change.probe.error or "")
+                console.print(f"  not answering now: {escape(error)}", style="yellow")
     else:
         console.print(f"removed {change.server}")
     console.print(f"[dim]{len(change.config.servers)} servers in {change.config.path}[/]")
@@ -441,7 +442,7 @@ def render_sync(console: Console, outcome: SyncOutcome) -> None:
                     line = Text(f"  {server} {_movie_name(copy)} ")
                     line.append_text(_styled(result.status.value))
                     if result.error:
-                        line.append(f" ({result.error})", style="dim")
+                        line.append(f" ({getview.error_text(server, result.error)})", style="dim")
                     console.print(line)
     for view in outcome.plan.conflicts:
         render_view(console, view)

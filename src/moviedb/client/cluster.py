@@ -201,9 +201,6 @@ class Cluster:
         if not reply.ok:
             error = reply.error
             message = f"{error.code}: {error.message}" if error else "error without detail"
-            if error is not None and error.code == protocol.UNAUTHORIZED:
-                hint = f"moviedb addserver {address} --token-file FILE"
-                message += f"; give this client its token: {hint}"
             raise _Failure("error", message)
         try:
             return protocol.decode_result(reply.result, kind), latency

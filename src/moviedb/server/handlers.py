@@ -321,10 +321,8 @@ def handle_search(state: ServerState, request: Search) -> Reply:
 async def _search(state: ServerState, request: Search) -> bytes:
     # Tens of milliseconds on a large catalog: a worker thread (with its own connection) runs
     # it, so that the event loop goes on serving other requests meanwhile.
-    committer = state.committer
-    return await asyncio.to_thread(
-        search.answer, state.store, committer.commits, committer.live_count, request
-    )
+    live = state.committer.live_count
+    return await asyncio.to_thread(search.answer, state.store, live, request)
 
 
 HANDLERS: Final[dict[type[Any], Callable[[ServerState, Any], Reply]]] = {

@@ -381,10 +381,8 @@ def _ranked_hits(
     return sorted(found.values(), key=_Ranked.order), capped
 
 
-def answer(store: Store, generation: int, live: int, request: Search) -> bytes:
-    """The encoded reply; runs in a worker thread, on that thread's own connection.
-    (`generation`, the committer's commit count, is not needed: the vocabulary follows the
-    store's TitleLog.)"""
+def answer(store: Store, live: int, request: Search) -> bytes:
+    """The encoded reply; runs in a worker thread, on that thread's own connection."""
     reader = store.reader_for_this_thread()
     result = search(reader, vocabulary_of(store), live, request)
     return protocol.encode_ok(request.id, result)
