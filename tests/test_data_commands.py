@@ -372,3 +372,15 @@ def test_a_hung_server_costs_one_timeout_not_one_per_batch(
     hung = by_server[second.address]
     assert hung["unknown"] + hung["failed"] == 5000
     assert hung["unknown"] <= 4 * 500  # only the batches in flight when it stopped answering
+
+
+def test_the_servers_decide_how_many_words_a_search_may_have(moviedb: Moviedb) -> None:
+    """The client does not count words itself (it counted them differently): punctuation is
+    no word to the server, and a query of too many words is refused with its reason."""
+    assert moviedb("add", "The Matrix", "--year", "1999")[0] == 0
+    code, found = moviedb.json("search", " ".join(["matrix"] + ["-"] * 40))
+    assert code == 0
+    assert [m["title"] for m in found["results"]] == ["The Matrix"]
+    code, refused = moviedb.json("search", " ".join(f"w{i}" for i in range(40)))
+    assert code == 2
+    assert "at most 32" in refused["error"]["message"]

@@ -38,7 +38,6 @@ from moviedb.model import KNOWN_FIELDS, MAX_YEAR, MIN_YEAR, Movie, fold_title
 from moviedb.protocol import MAX_PAGE, Search
 from moviedb.versions import Copy, first_copy, newest
 
-MAX_QUERY_WORDS: Final = 32  # what a server accepts
 BATCH: Final = 500  # rows per put_batch request, at most
 BATCH_BYTES: Final = 512 * 1024  # and at most this much JSON (the server's line limit is 1 MiB)
 IN_FLIGHT: Final = 4  # batches awaiting their replies, per import
@@ -545,8 +544,6 @@ async def search(
         raise CommandError(f"--limit must be 1 to {MAX_PAGE}")
     if year is not None and not MIN_YEAR <= year <= MAX_YEAR:
         raise CommandError(f"--year {year} is not a year; accepted: {MIN_YEAR} to {MAX_YEAR}")
-    if len(query.split()) > MAX_QUERY_WORDS:
-        raise CommandError(f"the query has {len(query.split())} words; at most {MAX_QUERY_WORDS}")
     for name, value in (("--director", director), ("--genre", genre)):
         if value is not None and not value.strip():
             raise CommandError(f"{name} must not be blank")
