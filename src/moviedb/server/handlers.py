@@ -140,20 +140,7 @@ def handle_purge(state: ServerState, request: Purge) -> Reply:
         raise RequestError(protocol.BAD_REQUEST, "rev must look like N-<16 hex>", request.id)
     if not 0 <= request.min_age < float("inf"):
         raise RequestError(protocol.BAD_REQUEST, "min_age must be 0 or more seconds", request.id)
-    # Every write is queued for the writer here, as its request is read, never later from a
-    # task: a connection's writes must reach the writer in the order they were sent.
-    purge = state.committer.submit(PurgeTombstone(request.key, request.rev, request.min_age))
-    return _purge(request, purge)
-
-
-async def _purge(request: Purge, purge: asyncio.Future[Outcome]) -> bytes:
-    try:
-        outcome = await purge
-    except StorageError as exc:
-        return protocol.encode_error(request.id, protocol.STORAGE_ERROR, str(exc))
-    assert isinstance(outcome, Purged)
-    status = "purged" if outcome.purged else "kept"
-    return protocol.encode_ok(request.id, protocol.PurgeResult(status, outcome.current))
+    return _write(state, PurgeTombstone(request.key, request.rev, request.min_age), request.id)
 
 
 def handle_stats(state: ServerState, request: Stats) -> Reply:
@@ -291,23 +278,33 @@ def handle_put(state: ServerState, request: Put) -> Reply:
     except RequestError as exc:
         exc.request_id = request.id
         raise
-    # The busiest write path: the writer's delivery answers it directly (see submit_then).
+    return _write(state, request.copy, request.id)
+
+
+def _write(
+    state: ServerState, write: Copy | PurgeTombstone, request_id: protocol.RequestId
+) -> Reply:
+    """Queue a write for the writer now, as its request is read (never later from a task: a
+    connection's writes must reach the writer in the order they were sent); the writer's
+    delivery answers it (see submit_then), with no task and no turn of the loop per write."""
     reply: asyncio.Future[bytes] = state.committer.loop.create_future()
-    state.committer.submit_then(request.copy, functools.partial(_answer_put, reply, request.id))
+    state.committer.submit_then(write, functools.partial(_answer_write, reply, request_id))
     return reply
 
 
-def _answer_put(
+def _answer_write(
     reply: asyncio.Future[bytes], request_id: protocol.RequestId, outcome: Outcome | Exception
 ) -> None:
-    if isinstance(outcome, StorageError):
-        answer = protocol.encode_error(request_id, protocol.STORAGE_ERROR, str(outcome))
-    elif isinstance(outcome, Applied):
+    if isinstance(outcome, Applied):
         result = protocol.PutResult(status=outcome.decision.value, current=outcome.current)
         answer = protocol.encode_ok(request_id, result)
-    else:  # an exception the commit raised (or, never expected, a purge's outcome)
-        failure = outcome if isinstance(outcome, Exception) else None
-        log.error("a put failed: %r", outcome, exc_info=failure)
+    elif isinstance(outcome, Purged):
+        status = "purged" if outcome.purged else "kept"
+        answer = protocol.encode_ok(request_id, protocol.PurgeResult(status, outcome.current))
+    elif isinstance(outcome, StorageError):
+        answer = protocol.encode_error(request_id, protocol.STORAGE_ERROR, str(outcome))
+    else:  # an exception the commit raised
+        log.error("a write failed: %r", outcome, exc_info=outcome)
         answer = protocol.encode_error(request_id, protocol.INTERNAL, "internal error; see log")
     if not reply.done():
         reply.set_result(answer)
