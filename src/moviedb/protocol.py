@@ -7,6 +7,7 @@ See docs/protocol.md.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -338,6 +339,16 @@ def decode_reply(line: bytes) -> RawReply:
 
 def decode_result(raw: msgspec.Raw, kind: type[T]) -> T:
     return msgspec.json.decode(raw, type=kind)
+
+
+def token_lines(text: str) -> Iterator[tuple[int, str, list[str]]]:
+    """A token file (the server's and a client's): each line's number, token and the words
+    after it; blank lines and `#` comments skipped."""
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if line:
+            token, *rest = line.split()
+            yield number, token, rest
 
 
 def is_loopback(host: str) -> bool:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from moviedb.client.address import Address
 from moviedb.errors import ConfigError
-from moviedb.protocol import is_loopback
+from moviedb.protocol import is_loopback, token_lines
 
 
 @dataclass(frozen=True)
@@ -86,8 +86,6 @@ def read_token_file(path: Path) -> str:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
         raise ConfigError(f"cannot read the token file {path}: {reason}") from None
-    for line in text.splitlines():
-        token = line.split("#", 1)[0].strip()
-        if token:
-            return token.split()[0]
+    for _, token, _ in token_lines(text):
+        return token
     raise ConfigError(f"the token file {path} holds no token")

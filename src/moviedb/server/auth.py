@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from moviedb.protocol import is_loopback
+from moviedb.protocol import is_loopback, token_lines
 
 __all__ = ["Access", "TokenFileError", "Tokens", "is_loopback", "load_tokens", "parse_tokens"]
 
@@ -54,11 +54,7 @@ def parse_tokens(text: str, source: str = "the token file") -> Tokens:
         "optionally followed by `read-only`; # starts a comment"
     )
     entries: dict[bytes, Access] = {}
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        token, *rest = line.split()
+    for number, token, rest in token_lines(text):
         if len(rest) > 1 or (rest and rest[0] not in READ_ONLY_WORDS):
             unexpected = " ".join(rest)
             raise TokenFileError(f"{source} line {number}: unexpected {unexpected!r}; {accepted}")
