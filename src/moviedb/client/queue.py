@@ -98,14 +98,6 @@ class PendingSummary:
         return self.count - self.conflicts
 
 
-def default_path() -> Path:
-    return queue_path()
-
-
-def _resolve(location: str | Path | None) -> Path:
-    return queue_path(location)
-
-
 class WriteQueue:
     """Writes waiting for servers, one per (server, movie key), oldest first.
 
@@ -115,7 +107,7 @@ class WriteQueue:
     """
 
     def __init__(self, location: str | Path | None = None) -> None:
-        self.path = _resolve(location)
+        self.path = queue_path(location)
         self._db: sqlite3.Connection | None = None
         self._lock = threading.Lock()  # one connection, used from replay's worker threads too
 
