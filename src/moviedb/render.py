@@ -18,6 +18,7 @@ from moviedb.client.address import Address
 from moviedb.client.cluster import ServerInfo, WriteResult
 from moviedb.client.queue import ReplayReport
 from moviedb.client.reconcile import FieldDiff, MovieView
+from moviedb.client.security import PLAIN
 from moviedb.client.sync import Progress
 from moviedb.commands import (
     CatalogRow,
@@ -311,7 +312,8 @@ def render_serverlist(console: Console, outcome: ServerListOutcome) -> None:
     right = ("latency", "movies", "pending")
     columns = ["server", "status", "latency", "name", "movies", "digest", "pending"]
     # Tokens and TLS are shown only where some server uses them.
-    secured = any(i.transport != "plain TCP" or i.access == "read-only" for i in outcome.servers)
+    plain = PLAIN.describe()
+    secured = any(i.transport != plain or i.access == "read-only" for i in outcome.servers)
     for column in columns + (["via", "access"] if secured else []):
         table.add_column(column, justify="right" if column in right else "left")
     for info in outcome.servers:

@@ -76,7 +76,7 @@ class ServerInfo(msgspec.Struct, frozen=True):
     digest: str | None = None  # equal on servers that hold the same version of every movie
     tombstones: int = 0
     access: str | None = None  # "read-write" or "read-only" (what the token allows)
-    transport: str = "plain TCP"  # or "TLS", with "token" when one is sent
+    transport: str = PLAIN.describe()  # ServerSecurity.describe(): "TLS", "token"...
 
 
 _WRITE_STATUS = {
