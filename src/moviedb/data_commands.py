@@ -162,7 +162,7 @@ async def import_rows(
     pending: list[asyncio.Task[None]] = []
     duplicates = _Duplicates()
 
-    async def send(batch: list[Copy]) -> None:
+    async def send(batch: list[msgspec.Raw]) -> None:
         live = [s for s in servers if not outcome.servers[s].down]
         for server in servers:
             if outcome.servers[server].down:
@@ -171,7 +171,7 @@ async def import_rows(
         for server, results in zip(live, replies, strict=True):
             outcome.servers[server].count(results)
 
-    async def flush(batch: list[Copy]) -> None:
+    async def flush(batch: list[msgspec.Raw]) -> None:
         pending.append(asyncio.create_task(send(batch)))
         if len(pending) >= IN_FLIGHT:
             await pending.pop(0)
@@ -183,7 +183,7 @@ async def import_rows(
         if rejects is not None:
             rejects.write(Rejected(number, reason, data))
 
-    batch: list[Copy] = []
+    batch: list[msgspec.Raw] = []  # each copy encoded once, for every server
     size = 0
     try:
         for item in rows:
@@ -202,12 +202,12 @@ async def import_rows(
                         export_record(copy.movie),
                     )
                 else:
-                    encoded = len(_encode(copy))
-                    if batch and (len(batch) >= BATCH or size + encoded > BATCH_BYTES):
+                    encoded = _encode(copy)
+                    if batch and (len(batch) >= BATCH or size + len(encoded) > BATCH_BYTES):
                         await flush(batch)
                         batch, size = [], 0
-                    batch.append(copy)
-                    size += encoded
+                    batch.append(msgspec.Raw(encoded))
+                    size += len(encoded)
             if progress and outcome.rows % 1000 == 0:
                 progress("import", outcome.rows, 0)
                 await asyncio.sleep(0)  # let replies be read while the file is parsed
