@@ -8,7 +8,6 @@ from __future__ import annotations
 import pickle
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -16,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.harness import LISTENING, Server, run
+from benchmarks.harness import percentiles, run, server_command, start_servers, summary
 from benchmarks.original import OriginalClient
 from moviedb.client.cluster import Cluster, ReadStatus
 from moviedb.model import Movie, validate
@@ -24,7 +23,8 @@ from moviedb.protocol import MAX_PAGE
 from moviedb.versions import Copy, first_copy
 
 ORIGINAL = Path(__file__).with_name("original.py")
-WARM_UP = 20  # unmeasured gets per side and run: connections open, code paths warm
+WARM_UP = 20  # unmeasured gets per side and run, of titles of their own: code paths warm
+SIDES = ("moviedb", "original")
 TARGET = 0.3  # issue 6: moviedb's p50 at most 0.3x the original's
 
 
@@ -49,34 +49,6 @@ def original_database(movies: list[Movie]) -> dict[str, dict[str, object]]:
         m.title: {"year": m.year, "director": m.director, "genres": m.genres, "plot": m.plot}
         for m in movies
     }
-
-
-def start_servers(commands: list[list[str]], started: list[Server]) -> list[Server]:
-    """Start every server at once, then read each one's `listening on` line. Each started
-    server is added to `started` as soon as its port is known, for the caller to stop."""
-    procs: list[subprocess.Popen[str]] = []
-    try:
-        for command in commands:
-            procs.append(subprocess.Popen(command, stdout=subprocess.PIPE, text=True))
-        servers = []
-        while procs:
-            proc = procs[0]
-            assert proc.stdout is not None
-            line = proc.stdout.readline()
-            match = LISTENING.search(line)
-            if not match:
-                raise RuntimeError(f"server did not start: {line!r}")
-            server = Server(proc, int(match.group(1)))
-            started.append(server)
-            servers.append(server)
-            procs.pop(0)
-        return servers
-    finally:
-        for proc in procs:  # those that never said where they listen
-            proc.kill()
-            proc.wait(timeout=30)
-            if proc.stdout is not None:
-                proc.stdout.close()
 
 
 async def load(cluster: Cluster, copies: list[Copy]) -> None:
@@ -106,10 +78,11 @@ def original_get(client: OriginalClient, title: str) -> float:
 
 
 async def one_run(
-    cluster: Cluster, client: OriginalClient, titles: list[str], deadline: float
+    cluster: Cluster, client: OriginalClient, warm: list[str], titles: list[str], deadline: float
 ) -> tuple[list[float], list[float]]:
-    """Seconds per get of each side, alternating which side goes first."""
-    for title in titles[:WARM_UP]:
+    """Seconds per get of each side, alternating which side goes first, after unmeasured gets
+    of the `warm` titles (drawn apart from the measured ones)."""
+    for title in warm:
         await fanout_get(cluster, title)
         original_get(client, title)
     fanout: list[float] = []
@@ -127,12 +100,17 @@ async def one_run(
 
 
 async def one_server_rates(
-    cluster: Cluster, client: OriginalClient, titles: list[str], deadline: float
-) -> tuple[float, float]:
+    cluster: Cluster,
+    client: OriginalClient,
+    titles: list[str],
+    deadline: float,
+    order: tuple[str, ...],
+) -> dict[str, float]:
     """Gets per second against one server, one get at a time: moviedb on its persistent
-    connection, the original with a connection per request."""
-    rates = []
-    for side in ("moviedb", "original"):
+    connection, the original with a connection per request; the sides in `order` (which the
+    caller reverses every other run, so that noise hits both sides alike)."""
+    rates = {}
+    for side in order:
         started = time.perf_counter()
         done = 0
         for title in titles:
@@ -143,8 +121,8 @@ async def one_server_rates(
             done += 1
             if time.perf_counter() > deadline:
                 break
-        rates.append(done / (time.perf_counter() - started))
-    return rates[0], rates[1]
+        rates[side] = done / (time.perf_counter() - started)
+    return rates
 
 
 async def measure(
@@ -166,9 +144,10 @@ async def measure(
         latencies = []
         rates = []
         for index in range(runs):
+            warm = [rng.choice(movies).title for _ in range(WARM_UP)]
             titles = [rng.choice(movies).title for _ in range(gets)]
             deadline = time.perf_counter() + max_seconds
-            fanout, sequential = await one_run(cluster, client, titles, deadline)
+            fanout, sequential = await one_run(cluster, client, warm, titles, deadline)
             latencies.append((fanout, sequential))
             line = f"run {index + 1}: {len(fanout)} gets each; " + "; ".join(
                 f"{name} p50 {p50:.2f} ms p99 {p99:.2f} ms"
@@ -180,23 +159,12 @@ async def measure(
             if rate_gets:
                 titles = [rng.choice(movies).title for _ in range(rate_gets)]
                 deadline = time.perf_counter() + max_seconds
-                rates.append(await one_server_rates(single, lone, titles, deadline))
+                order = SIDES if index % 2 == 0 else SIDES[::-1]
+                rate = await one_server_rates(single, lone, titles, deadline, order)
+                rates.append((rate["moviedb"], rate["original"]))
                 line += f"; one server {rates[-1][0]:,.0f} vs {rates[-1][1]:,.0f} gets/s"
             click.echo(line)
         return latencies, rates
-
-
-def percentiles(seconds: list[float]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds."""
-    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
-    return cuts[49] * 1000, cuts[98] * 1000
-
-
-def spread(values: list[float], digits: int = 2) -> str:
-    return (
-        f"min {min(values):,.{digits}f}  median {statistics.median(values):,.{digits}f}  "
-        f"max {max(values):,.{digits}f}"
-    )
 
 
 @click.command()
@@ -215,20 +183,14 @@ def fanout(
     """One get across --servers servers: moviedb's parallel fan-out vs the original sequential,
     connection-per-request client (p50, p99)."""
     chosen = catalog(movies)
-    started: list[Server] = []
     with tempfile.TemporaryDirectory() as tmp:
-        commands = []
-        for i in range(servers):
-            db = Path(tmp, f"moviedb{i}.sqlite3")
-            commands.append(
-                [sys.executable, "-m", "moviedb.server", "--ports", "0", "--db", str(db)]
-            )
+        commands = [server_command(Path(tmp, f"moviedb{i}.sqlite3")) for i in range(servers)]
         for i in range(servers):
             db = Path(tmp, f"original{i}.p")
             db.write_bytes(pickle.dumps(original_database(chosen)))  # loaded by the server
             commands.append([sys.executable, str(ORIGINAL), "--ports", "0", "--db", str(db)])
+        both = start_servers(commands)
         try:
-            both = start_servers(commands, started)
             latencies, rates = run(
                 measure(
                     [s.address for s in both[:servers]],
@@ -241,7 +203,7 @@ def fanout(
                 )
             )
         finally:
-            for server in started:
+            for server in both:
                 server.stop()
     click.echo(
         f"{servers} servers a side, {movies:,} movies each; one get of a title across all "
@@ -252,14 +214,16 @@ def fanout(
     names = ("moviedb Cluster.get (parallel, persistent connections)",
              "original (sequential, connection per request)")  # fmt: skip
     for side, name in enumerate(names):
-        click.echo(f"{name}: p50 ms {spread(p50[side])}   p99 ms {spread(p99[side])}")
+        click.echo(
+            f"{name}: p50 ms {summary(p50[side], ',.2f')}   p99 ms {summary(p99[side], ',.2f')}"
+        )
     ratios = [m / o for m, o in zip(p50[0], p50[1], strict=True)]
     verdict = "met" if statistics.median(ratios) <= TARGET else "not met"
-    click.echo(f"ratio of p50 (moviedb / original), per run: {spread(ratios)}; "
+    click.echo(f"ratio of p50 (moviedb / original), per run: {summary(ratios, ',.2f')}; "
                f"target <= {TARGET} {verdict}")  # fmt: skip
     if rates:
         click.echo(
             f"one server, one get at a time, gets/s: "
-            f"moviedb (persistent connection) {spread([r[0] for r in rates], 0)}; "
-            f"original (connection per request) {spread([r[1] for r in rates], 0)}"
+            f"moviedb (persistent connection) {summary([r[0] for r in rates])}; "
+            f"original (connection per request) {summary([r[1] for r in rates])}"
         )

@@ -15,7 +15,7 @@ import click
 import msgspec
 
 from benchmarks import records
-from benchmarks.harness import Server, run, start_server
+from benchmarks.harness import Server, run, start_server, summary
 from benchmarks.loadgen import Load, Traffic, measure, orders
 from benchmarks.processes import GENERATOR_CORE, SERVER_CORE, can_pin, on_generator_core, pin
 from benchmarks.redis_side import (
@@ -27,6 +27,7 @@ from benchmarks.redis_side import (
     resp_command,
     start_redis,
 )
+from moviedb.model import Movie
 from moviedb.protocol import Get, encode_request
 
 TARGETS = {1: 0.7, 16: 0.5}  # moviedb gets/s over Redis HGETALL/s, by depth (issue 6)
@@ -110,8 +111,9 @@ def gets(
         else "not pinned: fewer than two cores available to this process"
     )
     with tempfile.TemporaryDirectory() as tmp:
-        titles = records.build(Path(tmp, "gets.sqlite3"), movies)
-        fields = [hash_fields(m) for m in records.movies(movies)]
+        kept = records.build(Path(tmp, "gets.sqlite3"), movies, _title_and_hash)
+        titles = [t for t, _ in kept]
+        fields = [f for _, f in kept]
         order = orders(movies, connections)
         requests = [encode_request(Get(title=t.title, year=t.year)) for t in titles]
         server: Server | None = None
@@ -143,6 +145,11 @@ def gets(
                 redis.stop()
             if server is not None:
                 server.stop()
+
+
+def _title_and_hash(movie: Movie) -> tuple[records.Title, list[tuple[str, str]]]:
+    """What each side is asked for a movie: moviedb its title and year, Redis its hash."""
+    return records.Title.of(movie), hash_fields(movie)
 
 
 Figures = dict[tuple[str, int], list[Load]]
@@ -177,13 +184,6 @@ def _measure_all(
     return figures
 
 
-def _spread(values: list[float], form: str = ",.0f") -> str:
-    return (
-        f"min {min(values):{form}}  median {statistics.median(values):{form}}  "
-        f"max {max(values):{form}}"
-    )
-
-
 def _report(figures: Figures, depths: tuple[int, ...]) -> None:
     names = [name for name in SIDES if (name, depths[0]) in figures]
     for depth in depths:
@@ -191,7 +191,7 @@ def _report(figures: Figures, depths: tuple[int, ...]) -> None:
             loads = figures[name, depth]
             what = "get" if name == "moviedb" else "HGETALL"
             click.echo(
-                f"depth {depth:>2}  {name:<8} {what}/s  {_spread([x.rate for x in loads])}   "
+                f"depth {depth:>2}  {name:<8} {what}/s  {summary([x.rate for x in loads])}   "
                 f"CPU median: server {statistics.median(x.server_cpu for x in loads):.0%}, "
                 f"generator {statistics.median(x.generator_cpu for x in loads):.0%}, "
                 f"others {statistics.median(x.other_cpu for x in loads):.0%}; "
@@ -213,7 +213,7 @@ def _report(figures: Figures, depths: tuple[int, ...]) -> None:
                 met = statistics.median(ratios) >= target
                 verdict = f"   target >= {target}: {'met' if met else 'missed'}"
             click.echo(
-                f"depth {depth:>2}  ratio moviedb / redis, per run: {_spread(ratios, '.3f')}"
+                f"depth {depth:>2}  ratio moviedb / redis, per run: {summary(ratios, '.3f')}"
                 + verdict
             )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.harness import Server, run, start_server
+from benchmarks.harness import Server, run, server_command, start_servers, summary
 from moviedb import data_commands
 from moviedb.client.address import parse_address
 from moviedb.client.cluster import Cluster
@@ -141,9 +141,9 @@ def import_benchmark(runs: int, movies: int) -> None:
             # Interleaved, each side on fresh databases, so machine noise hits all alike.
             figures["raw executemany"].append(raw_executemany(source, Path(tmp, f"raw{index}.db")))
             for count in (1, 3):
-                servers = [
-                    start_server(Path(tmp, f"s{index}-{count}-{i}.db")) for i in range(count)
-                ]
+                servers = start_servers(
+                    [server_command(Path(tmp, f"s{index}-{count}-{i}.db")) for i in range(count)]
+                )
                 try:
                     rate, _ = run(imported(source, servers))
                 finally:
@@ -153,10 +153,7 @@ def import_benchmark(runs: int, movies: int) -> None:
                 figures[name].append(rate)
     click.echo(f"{movies:,} movies, CSV of {size / 1e6:.0f} MB; rows/s over {runs} runs")
     for name, values in figures.items():
-        click.echo(
-            f"{name:<20} min {min(values):,.0f}  median {statistics.median(values):,.0f}  "
-            f"max {max(values):,.0f}"
-        )
+        click.echo(f"{name:<20} {summary(values)}")
     raw = statistics.median(figures["raw executemany"])
     for name in ("import, 1 server", "import, 3 servers"):
         click.echo(f"ratio ({name} / raw, median): {statistics.median(figures[name]) / raw:.3f}")

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from benchmarks.harness import start_server
+from benchmarks.harness import server_command, start_servers, summary
 
 BASELINE = [sys.executable, "-c", "import asyncio, json, sqlite3"]
 
@@ -28,6 +28,16 @@ def timed(command: list[str], env: dict[str, str]) -> float:
     return elapsed
 
 
+def timed_pair(get: list[str], env: dict[str, str], *, moviedb_first: bool) -> tuple[float, float]:
+    """(moviedb get, baseline) seconds, the two run in the order given (callers alternate it,
+    so that neither side always runs on a machine the other just warmed or disturbed)."""
+    if moviedb_first:
+        got = timed(get, env)
+        return got, timed(BASELINE, env)
+    base = timed(BASELINE, env)
+    return timed(get, env), base
+
+
 @click.command(name="oneshot")
 @click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 50))
 @click.option(
@@ -37,7 +47,7 @@ def oneshot(runs: int, repeats: int) -> None:
     """Wall time of `moviedb get TITLE` (3 servers) vs the interpreter's own start."""
     with tempfile.TemporaryDirectory(prefix="moviedb-bench-") as tmp:
         root = Path(tmp)
-        servers = [start_server(root / f"s{i}.sqlite3") for i in range(3)]
+        servers = start_servers([server_command(root / f"s{i}.sqlite3") for i in range(3)])
         try:
             env = dict(os.environ, MOVIEDB_STATE_DIR=str(root / "state"))
             env["MOVIEDB_CONFIG"] = str(root / "config.toml")
@@ -61,7 +71,7 @@ def oneshot(runs: int, repeats: int) -> None:
             timed(BASELINE, env)
             ratios, gets, bases = [], [], []
             for run in range(1, runs + 1):
-                pairs = [(timed(get, env), timed(BASELINE, env)) for _ in range(repeats)]
+                pairs = [timed_pair(get, env, moviedb_first=i % 2 == 0) for i in range(repeats)]
                 get_ms = statistics.median(g for g, _ in pairs) * 1000
                 base_ms = statistics.median(b for _, b in pairs) * 1000
                 gets.append(get_ms)
@@ -74,16 +84,7 @@ def oneshot(runs: int, repeats: int) -> None:
         finally:
             for server in servers:
                 server.stop()
-    click.echo(
-        f"moviedb get, ms: min {min(gets):.0f}  median {statistics.median(gets):.0f}  "
-        f"max {max(gets):.0f}"
-    )
-    click.echo(
-        f"python -c 'import asyncio, json, sqlite3', ms: min {min(bases):.0f}  "
-        f"median {statistics.median(bases):.0f}  max {max(bases):.0f}"
-    )
+    click.echo(f"moviedb get, ms: {summary(gets, '.0f')}")
+    click.echo(f"python -c 'import asyncio, json, sqlite3', ms: {summary(bases, '.0f')}")
     verdict = "met" if statistics.median(ratios) <= 1.5 else "missed"
-    click.echo(
-        f"ratio per run: min {min(ratios):.2f}  median {statistics.median(ratios):.2f}  "
-        f"max {max(ratios):.2f}   target <= 1.5: {verdict}"
-    )
+    click.echo(f"ratio per run: {summary(ratios, '.2f')}   target <= 1.5: {verdict}")

@@ -7,12 +7,13 @@ What it re-creates, as the original did it:
   file at start and pickled back to that file in full on every change;
 - a client that asks the servers one after another, opening a new TCP connection for every
   request (connect, send the request, read the reply, close), with the commands get, edit, add,
-  all, addserver, deleteserver and serverlist (the server list kept in its own pickle file).
+  all, addserver, deleteserver and serverlist (the original kept the server list in its own
+  pickle file; here it is held in memory, as nothing here needs it kept).
 
 What it changes, for safety only: the server unpickles nothing but its own database file
 (written by itself, or by the benchmark before starting it); requests and replies travel as
-JSON lines, never pickles; it listens on loopback only; a request line, a connection's silence
-and its number of requests are bounded.
+JSON lines, never pickles; the server listens, and the client connects, on loopback only; a
+request line, a connection's silence and its number of requests are bounded.
 
 Run one server: `python benchmarks/original.py --db moviedb.p --ports 7001-7010` (0 = any free
 port); it prints `listening on 127.0.0.1:PORT` and serves until SIGTERM or SIGINT.
@@ -161,11 +162,10 @@ def main(argv: list[str] | None = None) -> None:
 class OriginalClient:
     """Asks each server in turn, opening a new TCP connection for every request."""
 
-    def __init__(
-        self, servers: list[ServerAddress], *, serverdb: Path | None = None, timeout: float = 2.0
-    ) -> None:
+    def __init__(self, servers: list[ServerAddress], *, timeout: float = 2.0) -> None:
+        for host, _ in servers:
+            _require_loopback(host)
         self.servers = list(servers)
-        self.serverdb = serverdb  # where addserver/deleteserver keep the list, if anywhere
         self.timeout = timeout
 
     def request(self, server: ServerAddress, message: dict[str, Any]) -> Reply:
@@ -200,22 +200,25 @@ class OriginalClient:
         return replies
 
     def addserver(self, host: str, port: int) -> None:
+        _require_loopback(host)
         if (host, port) not in self.servers:
             self.servers.append((host, port))
-            self._save_servers()
 
     def deleteserver(self, host: str, port: int) -> None:
         if (host, port) in self.servers:
             self.servers.remove((host, port))
-            self._save_servers()
 
     def serverlist(self) -> list[ServerAddress]:
         return list(self.servers)
 
-    def _save_servers(self) -> None:
-        if self.serverdb is not None:
-            with self.serverdb.open("wb") as file:
-                pickle.dump(self.servers, file)
+
+def _require_loopback(host: str) -> None:
+    """Benchmarks talk only to this machine: a server elsewhere is refused before any
+    connection is made."""
+    from moviedb.protocol import is_loopback  # here: the baseline server never imports moviedb
+
+    if not is_loopback(host):
+        raise ValueError(f"{host!r} is not a loopback address (127.0.0.0/8, ::1, localhost)")
 
 
 def _read_line(sock: socket.socket) -> bytes:

@@ -5,16 +5,15 @@ load generator) run once to check that ours is not what limits the rate."""
 from __future__ import annotations
 
 import csv
-import os
 import resource
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.harness import end
 from benchmarks.processes import free_port
 from moviedb.model import Movie
 
@@ -71,9 +70,8 @@ class RedisServer:
     port: int
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-        self.proc.wait(timeout=30)
+        """SIGTERM; SIGKILL if it has not exited within harness.STOP_SECONDS."""
+        end(self.proc)
 
     def load(self, hashes: list[list[tuple[str, str]]], batch: int = 1000) -> None:
         """HSET every hash (key_of(i) for the i-th), pipelined `batch` at a time."""

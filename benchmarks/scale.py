@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from benchmarks import records
-from benchmarks.harness import Server, run, start_server
+from benchmarks.harness import Server, percentiles, run, start_server, summary
 from benchmarks.loadgen import Traffic, measure, orders
 from benchmarks.processes import (
     GENERATOR_CORE,
@@ -67,7 +67,7 @@ class LineClient:
 
 @dataclass
 class Figures:
-    """One run at one size (`others` is the run's, for both sizes)."""
+    """One run at one size."""
 
     listening: float  # seconds from spawn to the `listening` line
     hello: float  # seconds from spawn to the first `hello` answered
@@ -77,12 +77,6 @@ class Figures:
     rss_start: float  # MB, after the first hello
     rss_load: float  # MB, after the gets and the concurrent get load
     rss_peak: float  # MB, VmHWM at the end
-    others: float  # other processes' CPU use during the timed gets (1.0 = a full core): noise
-
-
-def p50_p99(seconds: list[float]) -> tuple[float, float]:
-    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
-    return cuts[49] * 1000, cuts[98] * 1000
 
 
 def ask(client: LineClient, request: bytes) -> float:
@@ -147,9 +141,10 @@ def one_run(
     burst: float,
     connections: int,
     depth: int,
-) -> dict[int, Figures]:
+) -> tuple[dict[int, Figures], float]:
     """Start a fresh server on each database (in the order given), time its start, measure
-    gets (interleaved between the servers) and memory, stop them."""
+    gets (interleaved between the servers) and memory, stop them. Also returns other
+    processes' CPU use during the timed gets (1.0 = a full core): the run's noise."""
     rng = random.Random(seed)
     requests: dict[int, list[bytes]] = {}
     for size in dbs:
@@ -157,21 +152,13 @@ def one_run(
         requests[size] = [encode_request(Get(title=t.title, year=t.year)) for t in chosen]
     started: dict[int, Started] = {}
     try:
-        for size, db in dbs.items():
-            started[size] = start(db, pinned)
-        clients = {size: s.client for size, s in started.items()}
-        deadline = time.perf_counter() + MAX_SECONDS
-        wall, ours = time.perf_counter(), time.process_time() + _servers_cpu(started)
-        machine = machine_busy_seconds()
-        interleaved_gets(clients, {z: r[:WARMUP] for z, r in requests.items()}, deadline)
-        measured = {size: r[WARMUP:] for size, r in requests.items()}
-        first = interleaved_gets(clients, measured, deadline)
-        shuffled = {size: rng.sample(r, len(r)) for size, r in measured.items()}
-        again = interleaved_gets(clients, shuffled, deadline)
-        ours = time.process_time() + _servers_cpu(started) - ours
-        others = max(0.0, machine_busy_seconds() - machine - ours) / (time.perf_counter() - wall)
-        for s in started.values():
-            s.client.close()
+        try:
+            for size, db in dbs.items():
+                started[size] = start(db, pinned)
+            first, again, others = timed_gets(started, requests, rng)
+        finally:
+            for s in started.values():
+                s.client.close()  # the gets one at a time are done: the load has its own
         figures: dict[int, Figures] = {}
         for size, s in started.items():
             pid = s.server.proc.pid
@@ -181,23 +168,43 @@ def one_run(
                 lines = [encode_request(Get(title=t.title, year=t.year)) for t in keys]
                 traffic = Traffic.ndjson(lines, orders(len(lines), connections, seed))
                 run(measure(s.server.port, traffic, depth, connections, 0.0, burst, pid))
-            first_p50, first_p99 = p50_p99(first[size])
+            first_p50, first_p99 = percentiles(first[size])
             figures[size] = Figures(
                 listening=s.listening,
                 hello=s.hello,
                 first_p50=first_p50,
-                repeat_p50=p50_p99(again[size])[0],
+                repeat_p50=percentiles(again[size])[0],
                 first_p99=first_p99,
                 rss_start=s.rss_start,
                 rss_load=memory_kib(pid) / 1024,
                 rss_peak=memory_kib(pid, "VmHWM") / 1024,
-                others=others,
             )
-        return figures
+        return figures, others
     finally:
         for s in started.values():
-            s.client.close()
             s.server.stop()
+
+
+Seconds = dict[int, list[float]]
+
+
+def timed_gets(
+    started: dict[int, Started], requests: dict[int, list[bytes]], rng: random.Random
+) -> tuple[Seconds, Seconds, float]:
+    """WARMUP gets, then the timed gets, then the same titles again in another order; with
+    other processes' CPU use meanwhile (what the machine did beyond these processes)."""
+    clients = {size: s.client for size, s in started.items()}
+    deadline = time.perf_counter() + MAX_SECONDS
+    wall, ours = time.perf_counter(), time.process_time() + _servers_cpu(started)
+    machine = machine_busy_seconds()
+    interleaved_gets(clients, {z: r[:WARMUP] for z, r in requests.items()}, deadline)
+    measured = {size: r[WARMUP:] for size, r in requests.items()}
+    first = interleaved_gets(clients, measured, deadline)
+    shuffled = {size: rng.sample(r, len(r)) for size, r in measured.items()}
+    again = interleaved_gets(clients, shuffled, deadline)
+    ours = time.process_time() + _servers_cpu(started) - ours
+    others = max(0.0, machine_busy_seconds() - machine - ours) / (time.perf_counter() - wall)
+    return first, again, others
 
 
 def _servers_cpu(started: dict[int, Started]) -> float:
@@ -228,12 +235,13 @@ def scale(runs: int, movies: int, gets: int, burst: float, connections: int, dep
     pinned = can_pin()
     sizes = [movies, SMALL]
     figures: dict[int, list[Figures]] = {size: [] for size in sizes}
+    others: list[float] = []
     with tempfile.TemporaryDirectory(prefix="moviedb-scale-") as tmp:
         titles: dict[int, list[records.Title]] = {}
         for size in sizes:
             db = Path(tmp, f"{size}.sqlite3")
             started = time.perf_counter()
-            titles[size] = records.build(db, size)
+            titles[size] = records.build(db, size, records.Title.of)
             click.echo(
                 f"built {size:,} movies in {time.perf_counter() - started:,.1f} s "
                 f"({db.stat().st_size / 1e6:,.0f} MB); reused by every run"
@@ -254,7 +262,10 @@ def scale(runs: int, movies: int, gets: int, burst: float, connections: int, dep
             for index in range(runs):
                 order = sizes if index % 2 == 0 else list(reversed(sizes))
                 dbs = {size: Path(tmp, f"{size}.sqlite3") for size in order}
-                measured = one_run(dbs, titles, index, gets, pinned, burst, connections, depth)
+                measured, noise = one_run(
+                    dbs, titles, index, gets, pinned, burst, connections, depth
+                )
+                others.append(noise)
                 for size in order:
                     f = measured[size]
                     figures[size].append(f)
@@ -263,23 +274,16 @@ def scale(runs: int, movies: int, gets: int, burst: float, connections: int, dep
                         f"to hello {f.hello:.3f} s; get p50 first {f.first_p50:.3f} ms, "
                         f"again {f.repeat_p50:.3f} ms (first p99 {f.first_p99:.3f} ms); RSS "
                         f"{f.rss_start:.1f} MB after start, {f.rss_load:.1f} MB after load, "
-                        f"peak {f.rss_peak:.1f} MB; other processes' CPU {f.others:.0%}"
+                        f"peak {f.rss_peak:.1f} MB; other processes' CPU {noise:.0%}"
                     )
-    _report(figures, movies)
-
-
-def _spread(values: list[float], form: str) -> str:
-    return (
-        f"min {min(values):{form}}  median {statistics.median(values):{form}}  "
-        f"max {max(values):{form}}"
-    )
+    _report(figures, others, movies)
 
 
 def _verdict(median: float, target: float) -> str:
     return f"target <= {target:g}: {'met' if median <= target else 'missed'}"
 
 
-def _report(figures: dict[int, list[Figures]], movies: int) -> None:
+def _report(figures: dict[int, list[Figures]], others: list[float], movies: int) -> None:
     big, small = figures[movies], figures[SMALL]
     for label, attribute in (
         ("get p50 ms, first ask of each title", "first_p50"),
@@ -287,19 +291,18 @@ def _report(figures: dict[int, list[Figures]], movies: int) -> None:
     ):
         for size, values in ((movies, big), (SMALL, small)):
             click.echo(
-                f"{label}, {size:>9,}: {_spread([getattr(f, attribute) for f in values], '.3f')}"
+                f"{label}, {size:>9,}: {summary([getattr(f, attribute) for f in values], '.3f')}"
             )
         ratios = [
             getattr(b, attribute) / getattr(s, attribute) for b, s in zip(big, small, strict=True)
         ]
         click.echo(
-            f"{label}, ratio {movies:,} / {SMALL:,} per run: {_spread(ratios, '.2f')}   "
+            f"{label}, ratio {movies:,} / {SMALL:,} per run: {summary(ratios, '.2f')}   "
             + _verdict(statistics.median(ratios), LATENCY_TARGET)
         )
     click.echo(
         "other processes' CPU during the timed gets (noise), median: "
-        f"{statistics.median(f.others for f in big):.0%} at {movies:,}, "
-        f"{statistics.median(f.others for f in small):.0%} at {SMALL:,}"
+        f"{statistics.median(others):.0%}"
     )
     for label, attribute in (
         ("after start", "rss_start"),
@@ -308,14 +311,14 @@ def _report(figures: dict[int, list[Figures]], movies: int) -> None:
     ):
         megabytes = [getattr(f, attribute) for f in big]
         click.echo(
-            f"server RSS MB at {movies:,}, {label}: {_spread(megabytes, '.1f')}   "
+            f"server RSS MB at {movies:,}, {label}: {summary(megabytes, '.1f')}   "
             + _verdict(statistics.median(megabytes), RSS_TARGET_MB)
         )
     for size, values in ((movies, big), (SMALL, small)):
         for label, attribute in (("listening", "listening"), ("first hello", "hello")):
             seconds = [getattr(f, attribute) for f in values]
             click.echo(
-                f"start to {label} s at {size:,}: {_spread(seconds, '.3f')}"
+                f"start to {label} s at {size:,}: {summary(seconds, '.3f')}"
                 + (
                     "   " + _verdict(statistics.median(seconds), START_TARGET_S)
                     if size == movies

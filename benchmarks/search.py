@@ -4,9 +4,7 @@ prefixes, typos, filters only — one at a time on one connection; p50 and p99 p
 
 from __future__ import annotations
 
-import itertools
 import random
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -14,103 +12,37 @@ from typing import Any
 
 import click
 
-from benchmarks.harness import Server, run, start_server
+from benchmarks.harness import Server, percentiles, run, start_server, summary
+from benchmarks.records import GENRES, distinct_titles, names, vocabulary, write_all
 from moviedb.client.address import parse_address
 from moviedb.client.connection import Connection
 from moviedb.model import Movie
 from moviedb.protocol import Search
-from moviedb.server.storage import Store
 from moviedb.versions import Copy, first_copy
 
-BATCH = 10_000
 SMALL = 1_000
 QUERIES = 200
 MAX_SECONDS = 600.0  # a bound on each measured pass
 
-# Words common in real titles come first (picked most often: word frequencies fall off as in
-# real titles); invented words fill the list to ~2,000 so that typos have near neighbours.
-COMMON = """
-the of a and in to love man night day last star war wars king dead life world girl city house
-story black time dark return blood lost home american big little part secret great money death
-heart dream summer christmas game white red blue road river moon sun fire ice dragon matrix
-godfather back new good bad one two three first lady boy men women kid family friends school
-street town island lake sea ocean mountain valley forest garden wild west east north south
-dog cat horse bird wolf lion tiger bear shark monster ghost angel devil god hell heaven paradise
-hunter killer soldier doctor queen prince princess knight hero captain agent spy thief
-detective lawyer teacher stranger brother sister mother father son daughter wife husband
-children baby young old long short high deep cold hot silent loud fast slow lucky happy sad
-crazy beautiful perfect true final hidden broken golden silver iron steel stone glass paper
-shadow light storm rain snow wind thunder flower rose blade gun bullet sword crown ring key
-door window room bed train car ship plane bridge tower castle palace prison hotel bar club
-party wedding funeral birthday holiday weekend midnight morning evening tomorrow yesterday
-forever never always again alone together inside outside beyond under over after before
-between against without within across around through rising falling running flying dancing
-singing burning fighting hunting living dying lovers strangers rebels heroes legends ghosts
-kings queens warriors journey adventure escape revenge rescue mission battle attack invasion
-empire kingdom republic nation planet galaxy universe space earth mars future past present
-memory truth lies promise wish hope fear rage fury glory honor justice freedom power
-""".split()  # noqa: SIM905 - a list of 300 words reads better as text
-_ONSETS = "b br c ch cl d dr f fl fr g gl gr h j k l m n p pl pr r s sh sl st t th tr v w z"
-_VOWELS = ["a", "e", "i", "o", "u", "ai", "ea", "ee", "oo", "ou", "ia"]
-_CODAS = ["", "", "n", "r", "s", "t", "l", "nd", "st", "ng", "ck", "rk", "m"]
-GENRES = ["drama", "comedy", "action", "thriller", "horror", "romance", "sci-fi", "crime", "war"]
-
-
-def vocabulary(size: int = 2000) -> list[str]:
-    """COMMON, then invented words of one to three syllables (the same list on every run)."""
-    rng = random.Random(1)
-    onsets = _ONSETS.split()
-    words = list(dict.fromkeys(COMMON))
-    seen = set(words)
-    for _ in range(size * 100):  # bounded: far more draws than the list needs
-        if len(words) >= size:
-            break
-        word = "".join(
-            rng.choice(onsets) + rng.choice(_VOWELS) + rng.choice(_CODAS)
-            for _ in range(rng.choice((1, 2, 2, 3)))
-        )
-        if 3 <= len(word) <= 12 and word not in seen:
-            seen.add(word)
-            words.append(word)
-    return words
-
 
 def catalog(count: int, seed: int = 7) -> list[Copy]:
-    """`count` movies with titles of one to four words (Zipf-like word frequencies), a year,
-    a director, genres and (mostly) a rating; no two share a title and year."""
+    """`count` movies, no two sharing a title and year (records.distinct_titles), each with a
+    director, genres and (mostly) a rating."""
     rng = random.Random(seed)
     words = vocabulary()
-    cumulative = list(itertools.accumulate(1 / (rank + 8) for rank in range(len(words))))
-    names = [w.capitalize() for w in words[len(COMMON) :]]
-    copies: list[Copy] = []
-    keys: set[tuple[str, int]] = set()
-    for _ in range(count * 3):  # bounded: duplicates of title and year are drawn again
-        if len(copies) >= count:
-            break
-        chosen = rng.choices(words, cum_weights=cumulative, k=rng.choice((1, 2, 2, 3, 3, 4)))
-        title = " ".join(chosen).title()
-        year = rng.randint(1920, 2024)
-        key = (title, year)  # titles of generated words fold alike only when equal
-        if key in keys:
-            continue
-        keys.add(key)
-        movie = Movie(
-            title=title,
-            year=year,
-            director=f"{rng.choice(names)} {rng.choice(names)}",
-            genres=rng.sample(GENRES, rng.randint(1, 3)),
-            rating=None if rng.random() < 0.1 else round(rng.uniform(1, 10), 1),
+    people = names(words)
+    return [
+        first_copy(
+            Movie(
+                title=title,
+                year=year,
+                director=f"{rng.choice(people)} {rng.choice(people)}",
+                genres=rng.sample(GENRES, rng.randint(1, 3)),
+                rating=None if rng.random() < 0.1 else round(rng.uniform(1, 10), 1),
+            )
         )
-        copies.append(first_copy(movie))
-    return copies
-
-
-def build(db: Path, copies: list[Copy]) -> None:
-    """Write the catalog straight into a server's database file (large transactions)."""
-    store = Store(db)
-    for start in range(0, len(copies), BATCH):
-        store.apply(copies[start : start + BATCH])
-    store.close()
+        for title, year in distinct_titles(rng, words, count)
+    ]
 
 
 def typo(word: str, rng: random.Random) -> str:
@@ -175,12 +107,6 @@ async def latencies(address: str, mixed: list[Search], deadline: float) -> list[
     return seconds
 
 
-def percentiles(seconds: list[float]) -> tuple[float, float]:
-    """p50 and p99 in milliseconds."""
-    cuts = statistics.quantiles(seconds, n=100, method="inclusive")
-    return cuts[49] * 1000, cuts[98] * 1000
-
-
 @click.command()
 @click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 50))
 @click.option("--movies", default=1_000_000, show_default=True, help="Movies in the large catalog.")
@@ -195,7 +121,7 @@ def search(runs: int, movies: int) -> None:
         try:
             for size in sizes:
                 db = Path(tmp, f"{size}.sqlite3")
-                build(db, copies[:size])
+                write_all(db, copies[:size])
                 servers[size] = start_server(db)
             for size in sizes:  # warm-up: vocabulary loaded, pages cached
                 run(latencies(servers[size].address, mixed, time.perf_counter() + MAX_SECONDS))
@@ -214,8 +140,6 @@ def search(runs: int, movies: int) -> None:
     for size in sizes:
         p50 = [f[0] for f in figures[size]]
         p99 = [f[1] for f in figures[size]]
-        click.echo(f"{size:>9,} movies  p50 ms {_spread(p50)}   p99 ms {_spread(p99)}")
-
-
-def _spread(values: list[float]) -> str:
-    return f"min {min(values):.2f}  median {statistics.median(values):.2f}  max {max(values):.2f}"
+        click.echo(
+            f"{size:>9,} movies  p50 ms {summary(p50, '.2f')}   p99 ms {summary(p99, '.2f')}"
+        )

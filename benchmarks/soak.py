@@ -23,14 +23,13 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import click
 
-from benchmarks.harness import LISTENING, run
+from benchmarks.harness import end, run, server_command, spawn, wait_listening
 from moviedb import commands
 from moviedb.client.address import Address
 from moviedb.versions import generation
@@ -53,18 +52,8 @@ class Process:
         self.proc = self._spawn("0")
 
     def _spawn(self, ports: str) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "moviedb.server", "--ports", ports, "--db", str(self.db)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-        )
-        assert proc.stdout is not None
-        match = LISTENING.search(proc.stdout.readline())  # the server's readiness signal
-        if not match:
-            proc.kill()
-            raise RuntimeError(f"the server on {self.db} did not start")
-        self.port = int(match.group(1))
+        proc = spawn(server_command(self.db, ports=ports), stderr=subprocess.DEVNULL)
+        self.port = wait_listening(proc)  # killed, and an error, if it does not say so in time
         return proc
 
     @property
@@ -75,24 +64,18 @@ class Process:
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signum)
 
-    def reap(self) -> None:
-        self.proc.wait(timeout=30)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
     def kill(self) -> None:
-        """SIGKILL, and wait until the process is gone."""
-        self.signal(signal.SIGKILL)
-        self.reap()
+        """SIGKILL, and wait until the process is gone (its pipe closed)."""
+        end(self.proc, signal.SIGKILL)
 
     def restart(self) -> None:
         """The same database and, if it is free, the same port (it was killed and reaped)."""
         self.proc = self._spawn(f"{self.port},0")
 
     def close(self) -> None:
+        """Killed and reaped whatever state a fault left it in (SIGSTOPped included)."""
         self.signal(signal.SIGCONT)
-        self.signal(signal.SIGKILL)
-        self.reap()
+        end(self.proc, signal.SIGKILL)
 
 
 def seconds(values: list[float]) -> str:
@@ -125,8 +108,10 @@ async def kill_phase(
 
 
 async def fault_phase(tmp: Path, cycles: int, timeout: float, deadline: float) -> FaultFigures:
-    servers = [Process(tmp / f"fault{i}.sqlite3") for i in range(3)]
+    servers: list[Process] = []
     try:
+        for i in range(3):  # each added as soon as started, for the finally to close
+            servers.append(Process(tmp / f"fault{i}.sqlite3"))
         return await hung_and_slow(
             list(servers),
             tmp / "client",

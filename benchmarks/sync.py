@@ -12,15 +12,13 @@ from pathlib import Path
 
 import click
 
-from benchmarks.harness import Server, run, start_server
+from benchmarks.harness import Server, run, server_command, start_servers, summary
+from benchmarks.records import write_all
 from moviedb import commands
 from moviedb.client.address import Address, parse_address
 from moviedb.client.cluster import Cluster
 from moviedb.model import Movie, validate
-from moviedb.server.storage import Store
 from moviedb.versions import Copy, child, first_copy
-
-BATCH = 10_000
 
 
 def catalog(count: int) -> list[Copy]:
@@ -28,14 +26,6 @@ def catalog(count: int) -> list[Copy]:
         first_copy(validate(Movie(title=f"Film {i}", year=1950 + i % 70, director=f"D {i % 997}")))
         for i in range(count)
     ]
-
-
-def build(db: Path, copies: list[Copy]) -> None:
-    """Write the catalog straight into a server's database file (large transactions)."""
-    store = Store(db)
-    for start in range(0, len(copies), BATCH):
-        store.apply(copies[start : start + BATCH])
-    store.close()
 
 
 async def bytes_sent(cluster: Cluster) -> int:
@@ -97,9 +87,9 @@ def sync(runs: int, movies: int, differ: int) -> None:
     copies = catalog(movies)
     with tempfile.TemporaryDirectory() as tmp:
         first, second = Path(tmp, "a.sqlite3"), Path(tmp, "b.sqlite3")
-        build(first, copies)
+        write_all(first, copies)
         shutil.copy(first, second)
-        servers: list[Server] = [start_server(first), start_server(second)]
+        servers = start_servers([server_command(first), server_command(second)])
         try:
             figures = run(_measure(servers, copies, runs, differ))
         finally:
@@ -110,8 +100,7 @@ def sync(runs: int, movies: int, differ: int) -> None:
         seconds = [v[0] for v in values]
         sent = [v[1] for v in values]
         click.echo(
-            f"{name:<34} time ms min {min(seconds) * 1000:,.1f}  median "
-            f"{statistics.median(seconds) * 1000:,.1f}  max {max(seconds) * 1000:,.1f}   "
+            f"{name:<34} time ms {summary([s * 1000 for s in seconds], ',.1f')}   "
             f"bytes sent median {statistics.median(sent):,.0f}   changed {values[-1][2]}"
         )
     ratio = statistics.median(v[0] for v in figures["sync, identical"]) / statistics.median(

@@ -5,7 +5,6 @@ process committing one write at a time (synchronous=FULL everywhere)."""
 from __future__ import annotations
 
 import asyncio
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from moviedb.client.connection import Connection
 from moviedb.model import Movie
 from moviedb.protocol import Put
 from moviedb.server.storage import Store
+from moviedb.server.writer import MAX_BATCH
 from moviedb.versions import Copy, first_copy
 
 
@@ -66,6 +66,25 @@ async def group_commit(address: str, writers: int, count: int, deadline: float) 
     return done / elapsed
 
 
+SIDES = ("store single", "server single", "group")  # the order of the first run
+
+
+def one_side(side: str, tmp: Path, index: int, count: int, writers: int, seconds: float) -> float:
+    """Writes per second of one side, on a fresh database: the server with group commit (up to
+    MAX_BATCH writes a commit, its default), the same server with --max-batch 1, or the Store
+    in process; each bounded to `seconds` of writing (a server's start not counted)."""
+    if side == "store single":
+        deadline = time.perf_counter() + seconds
+        return one_commit_per_write(tmp / f"single{index}.sqlite3", count, deadline)
+    batch = str(MAX_BATCH if side == "group" else 1)
+    server = start_server(tmp / f"server{batch}-{index}.sqlite3", "--max-batch", batch)
+    try:
+        deadline = time.perf_counter() + seconds
+        return run(group_commit(server.address, writers, count, deadline))
+    finally:
+        server.stop()
+
+
 @click.command()
 @click.option("--runs", default=5, show_default=True, type=click.IntRange(1, 50))
 @click.option("--count", default=2000, show_default=True, help="Writes per side per run.")
@@ -77,30 +96,21 @@ def writes(runs: int, count: int, writers: int, max_seconds: float) -> None:
     Three sides, interleaved in every run, each on a fresh database: the server with group
     commit and `writers` concurrent writers; the same server and writers with --max-batch 1 (a
     commit per write: what group commit is measured against); and, for reference, the Store in
-    process committing one write at a time (no network, no protocol, no event loop)."""
-    single: list[float] = []
-    server_single: list[float] = []
-    grouped: list[float] = []
+    process committing one write at a time (no network, no protocol, no event loop). The side
+    that goes first rotates from run to run, so that noise hits all three alike."""
+    rates: dict[str, list[float]] = {side: [] for side in SIDES}
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(runs):
-            rate = one_commit_per_write(
-                Path(tmp) / f"single{index}.sqlite3", count, time.perf_counter() + max_seconds
-            )
-            single.append(rate)
-            for batch, rates in (("1", server_single), ("1000", grouped)):
-                server = start_server(
-                    Path(tmp) / f"server{batch}-{index}.sqlite3", "--max-batch", batch
-                )
-                try:
-                    deadline = time.perf_counter() + max_seconds
-                    rates.append(run(group_commit(server.address, writers, count, deadline)))
-                finally:
-                    server.stop()
+            shift = index % len(SIDES)
+            for side in SIDES[shift:] + SIDES[:shift]:
+                rates[side].append(one_side(side, Path(tmp), index, count, writers, max_seconds))
             click.echo(
-                f"run {index + 1}: group commit ({writers} writers) {grouped[-1]:,.0f}/s; "
-                f"a commit per write: server ({writers} writers, --max-batch 1) "
-                f"{server_single[-1]:,.0f}/s, Store in process {single[-1]:,.0f}/s"
+                f"run {index + 1}: group commit ({writers} writers) "
+                f"{rates['group'][-1]:,.0f}/s; a commit per write: server ({writers} writers, "
+                f"--max-batch 1) {rates['server single'][-1]:,.0f}/s, Store in process "
+                f"{rates['store single'][-1]:,.0f}/s"
             )
+    grouped, server_single, single = rates["group"], rates["server single"], rates["store single"]
     click.echo(f"group commit, {writers} writers, writes/s: {summary(grouped)}")
     click.echo(f"a commit per write, server, {writers} writers: {summary(server_single)}")
     click.echo(f"a commit per write, Store in process, writes/s: {summary(single)}")
@@ -108,11 +118,9 @@ def writes(runs: int, count: int, writers: int, max_seconds: float) -> None:
     against_store = [g / s for g, s in zip(grouped, single, strict=True)]
     click.echo(
         "ratio group / a commit per write (server, same writers), per run: "
-        f"min {min(against_server):.2f}x  median {statistics.median(against_server):.2f}x  "
-        f"max {max(against_server):.2f}x"
+        + summary(against_server, ".2f", "x")
     )
     click.echo(
         "ratio group / a commit per write (Store in process), per run: "
-        f"min {min(against_store):.2f}x  median {statistics.median(against_store):.2f}x  "
-        f"max {max(against_store):.2f}x"
+        + summary(against_store, ".2f", "x")
     )
