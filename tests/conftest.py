@@ -247,6 +247,11 @@ class Moviedb:
         return result.exit_code, json.loads(result.output)
 
 
+def statuses(document: dict[str, Any]) -> list[str]:
+    """The status of each server in a `--json` document (get, serverlist, ...), in order."""
+    return [s["status"] for s in document["servers"]]
+
+
 @pytest.fixture
 def moviedb(three_servers: list[ServerProcess], client_env: Path) -> Moviedb:
     return Moviedb(three_servers)

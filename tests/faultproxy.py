@@ -29,8 +29,6 @@ CHUNK = 1 << 16
 
 @dataclass
 class ProxyStats:
-    connections: int = 0  # accepted from clients
-    forwarded: int = 0  # bytes delivered, both directions
     dropped: int = 0  # bytes read and thrown away by the blackhole
     reset: int = 0  # connections reset by heal() because they had lost bytes
 
@@ -137,7 +135,6 @@ class _Link:
                     continue
                 writer = await target()
                 writer.write(data)
-                proxy.stats.forwarded += len(data)
                 await writer.drain()
         except OSError:
             self.done.set()
@@ -208,7 +205,6 @@ class FaultProxy:
                 link.reset()
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.stats.connections += 1
         link = _Link(self, reader, writer)
         self.links.add(link)
         try:

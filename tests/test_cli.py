@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from moviedb.cli import COMMANDS, cli
-from tests.conftest import Moviedb, ServerProcess, StartServers
+from tests.conftest import Moviedb, ServerProcess, StartServers, statuses
 
 ALIEN = (
     "add",
@@ -29,10 +29,6 @@ ALIEN = (
     "--set",
     "country=UK",
 )
-
-
-def statuses(document: dict[str, Any]) -> list[str]:
-    return [s["status"] for s in document["servers"]]
 
 
 def catalog(moviedb: Moviedb, server: ServerProcess) -> list[dict[str, Any]]:

@@ -23,7 +23,7 @@ from moviedb.commands import WriteOutcome
 from moviedb.model import Movie
 from moviedb.protocol import StatsResult
 from moviedb.versions import Copy, first_copy
-from tests.conftest import Moviedb, ServerProcess
+from tests.conftest import Moviedb, ServerProcess, statuses
 
 T = TypeVar("T")
 
@@ -89,10 +89,6 @@ def new_requests(before: StatsResult, after: StatsResult) -> dict[str, int]:
 def put(server: ServerProcess, copy: Copy) -> WriteStatus:
     (result,) = on([server], lambda c: c.put({address(server): copy}))
     return result.status
-
-
-def statuses(document: dict[str, Any]) -> list[str]:
-    return [s["status"] for s in document["servers"]]
 
 
 def state_of(moviedb: Moviedb, title: str) -> str:

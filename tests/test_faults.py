@@ -28,7 +28,7 @@ import pytest
 
 from moviedb import commands, protocol
 from moviedb.client import Cluster, WriteResult, WriteStatus
-from moviedb.client.address import Address, parse_address
+from moviedb.client.address import Address
 from moviedb.client.connection import Connection, ReplyLost
 from moviedb.client.queue import WriteQueue
 from moviedb.client.reconcile import MovieView
@@ -40,7 +40,10 @@ from tests.conftest import ServerProcess, StartServers
 from tests.faultkit import (
     BOUND,
     FaultyRun,
+    Timed,
+    address_of,
     contended_edits,
+    count_edit,
     held,
     hung_and_slow,
     kill_nine,
@@ -48,19 +51,12 @@ from tests.faultkit import (
     until,
 )
 from tests.faultproxy import FaultProxy
+from tests.test_server import start_one
 
 pytestmark = pytest.mark.fault
 
 T = TypeVar("T")
 Figure = Callable[[str], None]
-
-
-async def start(start_servers: StartServers, count: int) -> list[ServerProcess]:
-    return await asyncio.to_thread(start_servers, count)
-
-
-def address(server: ServerProcess) -> Address:
-    return parse_address(server.address)
 
 
 def seconds(values: list[float]) -> str:
@@ -82,7 +78,7 @@ async def test_kill_9_during_concurrent_writes_loses_no_acknowledged_write(
     """20 SIGKILLs at random moments while 48 writers write: after each restart every write
     acknowledged so far is read back before writing resumes (a newer revision could otherwise
     hide a lost one), and the database file passes `PRAGMA integrity_check` after each kill."""
-    (server,) = await start(start_servers, 1)
+    server = await start_one(start_servers)
     async with asyncio.timeout(120):
         killed = await kill_nine(
             server,
@@ -117,11 +113,11 @@ async def test_requests_cut_off_while_being_sent_leave_no_unretrieved_error(
     """A SIGSTOPped server reads nothing, so 128 large pipelined puts fill the socket buffers and
     wait in drain(); then SIGKILL resets the connection. Each request fails with ReplyLost,
     as it should, and nothing else may be left behind."""
-    (server,) = await start(start_servers, 1)
+    server = await start_one(start_servers)
     loop = asyncio.get_running_loop()
     unretrieved: list[str] = []
     loop.set_exception_handler(lambda _, context: unretrieved.append(str(context["message"])))
-    connection = Connection(address(server))
+    connection = Connection(address_of(server))
     try:
         async with asyncio.timeout(BOUND):
             await connection.request(protocol.Hello(client="faults"))
@@ -132,7 +128,8 @@ async def test_requests_cut_off_while_being_sent_leave_no_unretrieved_error(
             sending = [
                 asyncio.create_task(connection.request(protocol.Put(copy=c))) for c in copies
             ]
-            await until(lambda: f"waiting={len(copies)}" in repr(connection))  # all written
+            # All written (what its repr shows as waiting=N): each is a reply awaited.
+            await until(lambda: len(connection._waiting) == len(copies))
             await asyncio.to_thread(server.kill)  # a stopped process dies too; unread bytes: RST
             outcomes = await asyncio.gather(*sending, return_exceptions=True)
         assert all(isinstance(o, ReplyLost) for o in outcomes), outcomes
@@ -164,8 +161,8 @@ async def test_a_server_killed_during_add_and_edit_gets_every_write_by_replay_an
     """One client runs add and edit commands one after another; the second server is SIGKILLed
     at a random point among them. Each command's per-server result says what is known, the
     queue holds what the dead server did not acknowledge; back, replay delivers it all."""
-    servers = await start(start_servers, 3)
-    addresses = list(map(address, servers))
+    servers = await asyncio.to_thread(start_servers, 3)
+    addresses = list(map(address_of, servers))
     dead = servers[1]
     queue = WriteQueue(tmp_path / "client")
     rng = random.Random(2)
@@ -200,8 +197,8 @@ async def test_a_server_killed_during_add_and_edit_gets_every_write_by_replay_an
             expected: dict[str, str] = {}  # per movie, the newest write the dead server lacks
             for after_kill, outcome in written:
                 assert outcome.copy is not None, outcome
-                others = [r.status for r in outcome.results if r.server != address(dead)]
-                (mine,) = [r for r in outcome.results if r.server == address(dead)]
+                others = [r.status for r in outcome.results if r.server != address_of(dead)]
+                (mine,) = [r for r in outcome.results if r.server == address_of(dead)]
                 assert others == [WriteStatus.APPLIED] * 2, outcome
                 allowed = {WriteStatus.UNREACHABLE, WriteStatus.UNKNOWN}
                 assert mine.status in (allowed if after_kill else {*allowed, WriteStatus.APPLIED})
@@ -210,18 +207,18 @@ async def test_a_server_killed_during_add_and_edit_gets_every_write_by_replay_an
                     expected[outcome.copy.key] = outcome.copy.rev
             after = sum(a for a, _ in written)
             assert after >= OUTAGE_WRITES // 2  # most of them ran into the outage
-            queued = {e.key: e.rev for e in queue.entries(address(dead))}
+            queued = {e.key: e.rev for e in queue.entries(address_of(dead))}
             assert queued == expected  # every unacknowledged write, the newest per movie
             assert queue.count() == len(expected)  # and nothing for the servers that answered
 
             await asyncio.to_thread(dead.restart)
-            assert address(dead) == addresses[1]
+            assert address_of(dead) == addresses[1]
             replayed = await commands.replay_pending(cluster, queue, budget=20.0)
             assert replayed is not None
             assert (replayed.delivered, replayed.still_queued) == (len(expected), 0)
             assert queue.count() == 0
-            held = {c.key: c.rev for c in await cluster.fetch(addresses[1], sorted(expected))}
-            assert held == expected
+            fetched = await cluster.fetch(addresses[1], sorted(expected))
+            assert {c.key: c.rev for c in fetched} == expected
 
             first = await commands.sync(cluster, queue=queue)
             assert first.exit_code == commands.OK, first
@@ -298,7 +295,12 @@ SLACK = 0.2  # what a command may take beyond it
 
 
 class CheckedRun(FaultyRun):
-    """faultkit's commands against a faulty server, with what each must show asserted."""
+    """faultkit's commands against a faulty server, with what each must show asserted, and the
+    writes sent to the faulty server counted."""
+
+    def __init__(self, cluster: Cluster, queue: WriteQueue, timed: Timed) -> None:
+        super().__init__(cluster, queue, timed)
+        self.sent_to_faulty = 0
 
     @staticmethod
     def answering(faulty: int) -> list[bool]:
@@ -320,6 +322,7 @@ class CheckedRun(FaultyRun):
         assert outcome.copy is not None, outcome
         for result in outcome.results:
             unknown = result.server == faulty
+            self.sent_to_faulty += unknown
             assert result.status is (WriteStatus.UNKNOWN if unknown else WriteStatus.APPLIED)
 
     def check_queued(self, name: str, faulty: int) -> None:
@@ -348,26 +351,27 @@ async def test_a_hung_server_a_slow_link_and_a_black_hole_are_timed_out_queued_a
     """The faulty server is the third (SIGSTOP) or the second, behind the proxy (delay, drop).
     Every command returns within its timeout + 200 ms, the faulty server's share of each write
     is `unknown` and queued, and after healing one sync delivers it."""
-    servers = await start(start_servers, 3)
+    servers = await asyncio.to_thread(start_servers, 3)
     faulted = await hung_and_slow(
         list(servers), tmp_path / "client", timeout=QUICK, cycles=3, new_run=CheckedRun
     )
     run, lost, undelivered = faulted.run, faulted.lost, faulted.undelivered
+    assert isinstance(run, CheckedRun)
     delivered, dropped = run.delivered, faulted.dropped
 
-    worst = {n: max(v) for n, v in run.timed.overshoot.items()}
-    unknown = len(run.unknown)
+    worst = {n: run.timed.worst(n) for n in run.timed.overshoot}
+    unknown, sent = len(run.unknown), run.sent_to_faulty
     figure(
         f"SIGSTOP, {QUICK * 3:g} s delay, blackhole ({dropped:,} bytes dropped) at timeout "
         f"{QUICK:g} s, beyond the timeout at most: "
         + ", ".join(f"{n} {v * 1000:+.0f} ms" for n, v in worst.items())
-        + f"; {unknown} of {unknown} writes to the faulty server unknown and queued, replay "
+        + f"; {unknown} of {sent} writes to the faulty server unknown and queued, replay "
         f"delivered {delivered}; {lost} of {len(run.acknowledged)} acknowledged writes lost, "
         f"{undelivered} unknown writes missing after healing"
     )
     assert max(worst.values()) <= SLACK
     assert (lost, undelivered) == (0, 0)
-    assert delivered == unknown == 6
+    assert delivered == unknown == sent == 6  # add and edit, in each of 3 faults
     assert dropped > 0
 
 
@@ -435,8 +439,8 @@ async def test_clients_hours_apart_order_by_versions_and_lose_no_update(
     """Three clients at -5 h (a Session, as the CLI runs), 0 and +5 h. Sequential edits, each
     on the newest version, all supersede whatever the clocks say; concurrent ones become a
     conflict that get and sync show and never decide, and a resolution keeps both."""
-    servers = await start(start_servers, 3)
-    addresses = list(map(address, servers))
+    servers = await asyncio.to_thread(start_servers, 3)
+    addresses = list(map(address_of, servers))
     rng = random.Random(4)
     behind = SessionClient(servers, skewed(-5))
     exact = Cluster(addresses, timeout=5.0)
@@ -556,10 +560,10 @@ EDITS_EACH = 1_000  # at most 4,096: a token is 3 hex digits
 
 def with_token(movie: Movie, editor: int, n: int) -> Movie:
     """`movie` with edit n of this editor counted and its token appended to its token list."""
-    extra = dict(movie.extra)
-    extra[f"n{editor}"] = int(extra.get(f"n{editor}", 0)) + 1
+    counted = count_edit(movie, editor, n)
+    extra = dict(counted.extra)
     extra[f"t{editor}"] = f"{extra.get(f't{editor}', '')}{n:03x}"  # fixed width, no separator
-    return validate(msgspec.structs.replace(movie, extra=extra))
+    return validate(msgspec.structs.replace(counted, extra=extra))
 
 
 def tokens(movie: Movie, editor: int) -> list[int]:
@@ -573,10 +577,10 @@ async def test_ten_clients_editing_one_movie_apply_every_edit_exactly_once(
     """Every edit is a conditional put of a child of the newest version the client knows; a
     refusal (stale, conflict) returns the server's newest copy, and the edit is made again as
     a child of that. Applied edits must form one unbroken chain of revisions."""
-    (server,) = await start(start_servers, 1)
+    server = await start_one(start_servers)
     async with asyncio.timeout(120):
         edited = await contended_edits(
-            address(server), editors=EDITORS, edits=EDITS_EACH, change=with_token
+            address_of(server), editors=EDITORS, edits=EDITS_EACH, change=with_token
         )
     assert edited.final is not None
     final, base, parent_of = edited.final, edited.base, edited.parent_of

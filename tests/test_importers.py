@@ -634,6 +634,10 @@ def test_lone_surrogates_are_rejected(data: dict[str, Any], field: str) -> None:
         InvalidMovie, match=f"^{field}: holds '\\\\ud[0-9a-f]{{3}}', half of a surrogate"
     ):
         record_from_mapping(data)
+
+
+def test_a_character_beyond_the_bmp_is_not_taken_for_a_surrogate() -> None:
+    # U+1F3AC is a surrogate pair in UTF-16 (and in JSON escapes), one code point here.
     assert record_from_mapping({"title": "\U0001f3ac"}).title == "\U0001f3ac"
 
 

@@ -372,6 +372,20 @@ async def test_equal_scores_are_ordered_by_rating_then_year(
     assert {h["score"] for h in result["hits"]} == {100.0}
 
 
+async def test_a_query_matching_nothing_has_no_hits(client: Client) -> None:
+    assert await find(client, "zebra crossing") == {"hits": [], "more": False}
+    assert await find(client, "!!!") == {"hits": [], "more": False}
+
+
+async def test_partial_matches_come_last(client: Client) -> None:
+    found = await find(client, "godfather trilogy")
+    assert [h["copy"]["movie"]["title"] for h in found["hits"]] == [
+        "The Godfather",
+        "The Godfather Part II",
+    ]
+    assert all(h["score"] < 40 for h in found["hits"])
+
+
 async def test_the_last_tie_break_is_the_key_as_clients_merge(
     inproc_server: MoviedbServer,
 ) -> None:

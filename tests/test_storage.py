@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -13,9 +14,11 @@ import msgspec
 import pytest
 
 from moviedb.model import Movie, validate
+from moviedb.server import writer
 from moviedb.server.storage import Applied, Outcome, PurgeTombstone, StorageError, Store, Write
 from moviedb.server.writer import GroupCommitter
 from moviedb.versions import Copy, Decision, child, first_copy
+from tests.test_server import wait_until
 
 
 def apply(store: Store, writes: Sequence[Write]) -> tuple[list[Outcome], int]:
@@ -548,37 +551,115 @@ def test_the_kept_counts_equal_the_rows_after_writes_deletes_and_purges(db_path:
         store.close()
 
 
-async def test_checkpoints_run_beside_the_commits_and_keep_the_wal_bounded(
-    db_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The writer's store never checkpoints inside a commit; the Checkpointer thread copies the
-    WAL into the database file after commits, and past WAL_LIMIT frames the writer does it."""
-    from moviedb.server import writer
-    from tests.faultkit import until
+def movies_in_the_database_file(db: Path) -> int:
+    """The movies the database file itself holds, the WAL left unread (immutable=1): what
+    checkpoints have copied into it so far. Read only while nothing checkpoints."""
+    uri = f"file:{db}?immutable=1"
+    with contextlib.closing(sqlite3.connect(uri, uri=True)) as file_only:
+        if not file_only.execute("SELECT 1 FROM sqlite_master WHERE name = 'movies'").fetchone():
+            return 0  # not even the schema has been copied yet
+        return int(file_only.execute("SELECT count(*) FROM movies").fetchone()[0])
 
-    monkeypatch.setattr(writer, "WAL_LIMIT", 50)
+
+def size_of(path: Path) -> int:
+    return path.stat().st_size
+
+
+WAL_HEADER, WAL_FRAME_HEADER = 32, 24  # bytes (sqlite.org/fileformat.html#walformat)
+
+
+class HeldCheckpointer(writer.Checkpointer):
+    """A Checkpointer whose background thread is never woken: only the writer checkpoints. It
+    counts the writer's pokes, the last thing the writer does after each commit."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.pokes = 0
+
+    def poke(self) -> None:
+        self.pokes += 1
+
+
+async def submit_movies(committer: GroupCommitter, numbers: range) -> None:
+    for start in range(numbers.start, numbers.stop, 100):
+        batch = [make(f"Movie {i}", 2000) for i in range(start, min(start + 100, numbers.stop))]
+        for outcome in await asyncio.gather(*(committer.submit(c) for c in batch)):
+            assert isinstance(outcome, Applied), outcome
+            assert outcome.decision is Decision.APPLY, outcome
+
+
+async def test_checkpoints_run_beside_the_commits(db_path: Path) -> None:
+    """The writer's store never checkpoints inside a commit; the Checkpointer thread copies the
+    WAL into the database file after commits."""
     store = Store(db_path, autocheckpoint=False)
     assert store._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
     checkpointer = writer.Checkpointer(db_path)
     committer = GroupCommitter(store, asyncio.get_running_loop(), 0, checkpointer=checkpointer)
     try:
-        for start in range(0, 600, 100):
-            batch = [make(f"Movie {i}", 2000) for i in range(start, start + 100)]
-            await asyncio.gather(*(committer.submit(c) for c in batch))
-        await until(lambda: checkpointer.checkpoints > 0)
-        wal = db_path.with_name(db_path.name + "-wal")
-        frames, copied = store.checkpoint()
-        assert frames == copied  # everything committed is in the database file
-        wal_size, db_size = await asyncio.to_thread(
-            lambda: (wal.stat().st_size, db_path.stat().st_size)
-        )
-        assert wal_size < 8 << 20
-        assert db_size > 100_000  # the movies reached the database file itself
+        await submit_movies(committer, range(600))  # far below WAL_LIMIT: the writer never
+        # checkpoints. Every commit is in the WAL now; a checkpoint in progress may have
+        # started before the last one, but the second to end from here started after it.
+        after_the_commits = checkpointer.checkpoints
+
+        def caught_up() -> bool:
+            checkpointer.poke()
+            return checkpointer.checkpoints >= after_the_commits + 2
+
+        await wait_until(caught_up)
     finally:
-        await asyncio.to_thread(committer.close)
+        await asyncio.to_thread(committer.close)  # stops the Checkpointer too
+    try:
+        # Read before the test's own checkpoint: the background one did the copying.
+        assert movies_in_the_database_file(db_path) == 600
+        db_size = size_of(db_path)
+        assert checkpointer.wal_frames > 0
+        # Nothing committed was left for another checkpoint to copy.
+        everything = (checkpointer.wal_frames, checkpointer.wal_frames)
+        assert store.checkpoint() == everything
+        assert size_of(db_path) == db_size
+    finally:
         store.close()
     reopened = Store(db_path)
     try:
         assert reopened.count_live() == 600
     finally:
         reopened.close()
+
+
+async def test_past_wal_limit_the_writer_checkpoints_itself(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Checkpointer that falls behind cannot let the WAL grow without bound: once the WAL
+    holds more than WAL_LIMIT frames, the writer checkpoints after its own commits."""
+    monkeypatch.setattr(writer, "WAL_LIMIT", 0)  # any commit leaves the WAL past it
+    store = Store(db_path, autocheckpoint=False)
+    checkpointer = HeldCheckpointer(db_path)
+    committer = GroupCommitter(store, asyncio.get_running_loop(), 0, checkpointer=checkpointer)
+    try:
+        # At or under the limit (as the last background checkpoint found it): no checkpoint.
+        checkpointer.wal_frames = writer.WAL_LIMIT
+        await submit_movies(committer, range(300))
+        await wait_until(lambda: checkpointer.pokes == committer.commits)
+        assert movies_in_the_database_file(db_path) == 0
+        assert checkpointer.wal_frames == writer.WAL_LIMIT
+        # Never checkpointed, the WAL holds every frame written so far, one after the other.
+        page_size = store._db.execute("PRAGMA page_size").fetchone()[0]
+        wal = db_path.with_name(db_path.name + "-wal")
+        unchecked = (size_of(wal) - WAL_HEADER) // (WAL_FRAME_HEADER + page_size)
+
+        # Past it: the writer checkpoints after each commit (which leaves the WAL past the limit
+        # again), though the background thread never runs.
+        checkpointer.wal_frames = writer.WAL_LIMIT + 1
+        await submit_movies(committer, range(300, 600))
+        await wait_until(lambda: checkpointer.pokes == committer.commits)
+        assert checkpointer.checkpoints == 0
+        assert movies_in_the_database_file(db_path) == 600
+        # The writer's last checkpoint, after its last commit, copied every frame.
+        last = checkpointer.wal_frames
+        # The WAL restarted after a complete checkpoint: it holds the last commit's frames,
+        # fewer than the first 300 movies took.
+        assert writer.WAL_LIMIT < last < unchecked
+        assert store.checkpoint() == (last, last)
+    finally:
+        await asyncio.to_thread(committer.close)
+        store.close()
